@@ -1,0 +1,524 @@
+/**
+ * The engine: matches a request to a rule and decides it against the rule's limits, counting
+ * admitted cost in the local node's PN-counter cells. Check-and-count is synchronous (nothing
+ * awaits between reading and counting), so concurrent requests on one node can never admit
+ * more than the algorithm allows. Work per check is O(1) in keys and nodes.
+ *
+ * The engine does no I/O: adapters drain its changes (persistence, replication), feed it
+ * remote deltas and restored rows, and call `sweep` on a timer. Time is a parameter.
+ */
+import {
+  LimitMath,
+  NodeTable,
+  SlotWindowStore,
+  geometryOf,
+  type DrainResult,
+  type ScopeId,
+  type SlotEntry,
+} from '../../crdt/index.ts';
+import { formatDuration } from './duration.ts';
+import type {
+  CheckRequest,
+  Decision,
+  KeyMatch,
+  Limiter,
+  LimitSpec,
+  PolicyInfo,
+  RefundRequest,
+  RefundResult,
+  RulesConfig,
+} from './types.ts';
+
+export interface EngineOptions {
+  /** This node's id (index 0 in the node table; the only node whose cells this engine raises). */
+  nodeId: string;
+  rules: RulesConfig;
+  /** Cap on live keys (summed over all limits). Default 1 000 000. */
+  maxKeys?: number;
+  /** Random source for eviction sampling (injectable for tests). Default Math.random. */
+  random?: () => number;
+  /** How many slots ahead of the local clock a remote cell may be before it is held back. Default 1. */
+  maxFutureSlots?: number;
+}
+
+/** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
+export interface CompiledLimit {
+  readonly ruleId: string;
+  readonly spec: LimitSpec;
+  readonly scope: ScopeId;
+  readonly store: SlotWindowStore;
+  readonly math: LimitMath;
+  readonly policy: PolicyInfo;
+}
+
+interface CompiledRule {
+  readonly id: string;
+  readonly match: KeyMatch;
+  readonly meta: readonly (readonly [string, readonly string[]])[];
+  readonly priority: number;
+  readonly limits: readonly CompiledLimit[];
+  readonly policies: readonly PolicyInfo[];
+  /** Position in the rules file (ties in priority keep file order). */
+  readonly order: number;
+}
+
+export interface EngineStats {
+  liveKeys: number;
+  /** Keys evicted because the key cap was reached. */
+  capEvictions: number;
+  /** Keys dropped because every slot had expired. */
+  idleEvictions: number;
+  /** Remote cells for scopes this node does not know (e.g. during a rules rollout). */
+  unknownScopeCells: number;
+  /** Remote cells held back because their slot is ahead of the local clock. */
+  futureCellsHeld: number;
+  /** Remote cells dropped because the hold-back buffer was full. */
+  futureCellsDropped: number;
+  scopes: number;
+}
+
+const NO_RULE: Decision = Object.freeze({
+  allowed: true,
+  limit: 0,
+  remaining: 0,
+  resetMs: 0,
+  retryAfterMs: 0,
+  ruleId: null,
+  policy: null,
+}) as Decision;
+
+const EVICTION_SAMPLES = 5;
+const EVICTION_MAX_SAMPLES = 64;
+const MAX_FUTURE_BUFFER = 100_000;
+
+/** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
+export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
+  const g = geometryOf({ ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow });
+  const alg = spec.algorithm === 'sliding-window' ? 'sw' : spec.algorithm === 'fixed-window' ? 'fw' : 'tb';
+  return `${ruleId}|${alg}|${spec.windowMs}|${g.slotMs}`;
+}
+
+export class Engine implements Limiter {
+  readonly nodeId: string;
+  readonly nodes: NodeTable;
+  private rules: readonly CompiledRule[] = [];
+  private readonly rulesById = new Map<string, CompiledRule>();
+  private readonly scopes = new Map<ScopeId, CompiledLimit>();
+  private config!: RulesConfig;
+  private readonly maxKeys: number;
+  private readonly random: () => number;
+  private readonly maxFutureSlots: number;
+  private liveKeys = 0;
+  private future: SlotEntry[] = [];
+  readonly counters = {
+    capEvictions: 0,
+    idleEvictions: 0,
+    unknownScopeCells: 0,
+    futureCellsHeld: 0,
+    futureCellsDropped: 0,
+  };
+
+  constructor(opts: EngineOptions) {
+    this.nodeId = opts.nodeId;
+    this.nodes = new NodeTable(opts.nodeId);
+    this.maxKeys = opts.maxKeys ?? 1_000_000;
+    this.random = opts.random ?? Math.random;
+    this.maxFutureSlots = opts.maxFutureSlots ?? 1;
+    this.setRules(opts.rules);
+  }
+
+  /** The rules in force. */
+  get rulesConfig(): RulesConfig {
+    return this.config;
+  }
+
+  /**
+   * Replace the rules. Limits whose scope (rule id, algorithm, window, slot width) is unchanged
+   * keep their counters; a changed `limit` value applies at once to the existing counts.
+   */
+  setRules(config: RulesConfig): void {
+    const next = new Map<ScopeId, CompiledLimit>();
+    const compiled: CompiledRule[] = [];
+    config.rules.forEach((r, order) => {
+      const limits = r.limits.map((spec, i) => {
+        const scope = scopeIdOf(r.id, spec, config.slotsPerWindow);
+        const existing = this.scopes.get(scope) ?? next.get(scope);
+        const params = { ...spec, slotsPerWindow: spec.slotsPerWindow ?? config.slotsPerWindow };
+        const math = new LimitMath(params);
+        const store = existing?.store ?? new SlotWindowStore(scope, geometryOf(params), this.nodes);
+        const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
+        const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
+        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy };
+        next.set(scope, cl);
+        return cl;
+      });
+      const match: KeyMatch =
+        r.key === '*' ? { kind: 'any' } : r.key.endsWith('*') ? { kind: 'prefix', value: r.key.slice(0, -1) } : { kind: 'exact', value: r.key };
+      compiled.push({
+        id: r.id,
+        match,
+        meta: Object.entries(r.metadata),
+        priority: r.priority,
+        limits,
+        policies: limits.map((l) => l.policy),
+        order,
+      });
+    });
+    // Highest priority first; ties keep file order.
+    compiled.sort((a, b) => b.priority - a.priority || a.order - b.order);
+    // Scopes that disappeared release their keys.
+    for (const [scope, cl] of this.scopes) if (!next.has(scope)) this.liveKeys -= cl.store.size;
+    this.scopes.clear();
+    for (const [k, v] of next) this.scopes.set(k, v);
+    this.rules = compiled;
+    this.rulesById.clear();
+    for (const r of compiled) this.rulesById.set(r.id, r);
+    this.config = config;
+  }
+
+  /** The rule that applies to a request, or undefined. Highest priority match wins. */
+  matchRule(key: string, metadata?: Readonly<Record<string, string>>): CompiledRule | undefined {
+    const rules = this.rules;
+    outer: for (let i = 0; i < rules.length; i++) {
+      const r = rules[i];
+      const m = r.match;
+      if (m.kind === 'exact') {
+        if (key !== m.value) continue;
+      } else if (m.kind === 'prefix') {
+        if (!key.startsWith(m.value)) continue;
+      }
+      const meta = r.meta;
+      for (let j = 0; j < meta.length; j++) {
+        const v = metadata === undefined ? undefined : metadata[meta[j][0]];
+        if (v === undefined) continue outer;
+        const allowed = meta[j][1];
+        if (allowed.length === 1 ? allowed[0] !== v : !allowed.includes(v)) continue outer;
+      }
+      return r;
+    }
+    return undefined;
+  }
+
+  decide(req: CheckRequest, now: number): Decision {
+    const cost = req.cost ?? 1;
+    const rule = this.matchRule(req.key, req.metadata);
+    if (rule === undefined) return NO_RULE;
+    const limits = rule.limits;
+    if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now);
+    return this.decideMany(rule, req.key, cost, now);
+  }
+
+  private decideOne(ruleId: string, lim: CompiledLimit, key: string, cost: number, now: number): Decision {
+    const { store, math } = lim;
+    const slot = Math.floor(now / math.slotMs);
+    let e = store.find(key);
+    let usage = 0;
+    if (e >= 0) {
+      store.advance(e, slot);
+      usage = math.usage(store, e, now);
+    }
+    const cap = math.capacity;
+    if (usage + cost <= cap) {
+      if (e < 0) e = this.createEntry(lim, key, slot, now);
+      store.addOwn(e, slot, cost);
+      return {
+        allowed: true,
+        limit: cap,
+        remaining: Math.floor(cap - usage - cost),
+        resetMs: Math.ceil(math.resetMs(store, e, now)),
+        retryAfterMs: 0,
+        ruleId,
+        policy: lim.policy.name,
+      };
+    }
+    return this.denied(ruleId, lim, e, usage, cost, now);
+  }
+
+  private denied(ruleId: string, lim: CompiledLimit, e: number, usage: number, cost: number, now: number): Decision {
+    const { store, math } = lim;
+    const cap = math.capacity;
+    let retry: number;
+    let reset: number;
+    if (e < 0) {
+      // Nothing counted: only a cost above capacity is denied.
+      retry = -1;
+      reset = 0;
+    } else {
+      retry = math.retryAfterMs(store, e, now, cost);
+      reset = Math.ceil(math.resetMs(store, e, now));
+    }
+    return {
+      allowed: false,
+      limit: cap,
+      remaining: Math.max(0, Math.floor(cap - usage)),
+      resetMs: reset,
+      // A cost above capacity can never be admitted; tell the client to wait a whole window.
+      retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
+      ruleId,
+      policy: lim.policy.name,
+    };
+  }
+
+  private decideMany(rule: CompiledRule, key: string, cost: number, now: number): Decision {
+    const limits = rule.limits;
+    const n = limits.length;
+    const entries = new Array<number>(n);
+    const usages = new Array<number>(n);
+    let denyIdx = -1;
+    let denyRetry = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const { store, math } = limits[i];
+      const slot = Math.floor(now / math.slotMs);
+      const e = store.find(key);
+      let usage = 0;
+      if (e >= 0) {
+        store.advance(e, slot);
+        usage = math.usage(store, e, now);
+      }
+      entries[i] = e;
+      usages[i] = usage;
+      if (usage + cost > math.capacity) {
+        const r = e < 0 ? limits[i].spec.windowMs : math.retryAfterMs(store, e, now, cost);
+        const rr = r < 0 ? limits[i].spec.windowMs : r;
+        if (rr > denyRetry) {
+          denyRetry = rr;
+          denyIdx = i;
+        }
+      }
+    }
+    if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
+    let bind = 0;
+    let bindRemaining = Infinity;
+    for (let i = 0; i < n; i++) {
+      const lim = limits[i];
+      const slot = Math.floor(now / lim.math.slotMs);
+      let e = entries[i];
+      if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now);
+      lim.store.addOwn(e, slot, cost);
+      const rem = lim.math.capacity - usages[i] - cost;
+      if (rem < bindRemaining) {
+        bindRemaining = rem;
+        bind = i;
+      }
+    }
+    const lim = limits[bind];
+    return {
+      allowed: true,
+      limit: lim.math.capacity,
+      remaining: Math.floor(bindRemaining),
+      resetMs: Math.ceil(lim.math.resetMs(lim.store, entries[bind], now)),
+      retryAfterMs: 0,
+      ruleId: rule.id,
+      policy: lim.policy.name,
+    };
+  }
+
+  /** Refund cost the matched rule counted (a request that did not happen). Never refunds more than is counted. */
+  refund(req: RefundRequest, now: number): RefundResult {
+    const rule = this.matchRule(req.key, req.metadata);
+    if (rule === undefined) return { ruleId: null, refunded: 0 };
+    let refunded = 0;
+    for (const lim of rule.limits) {
+      const e = lim.store.find(req.key);
+      if (e < 0) continue;
+      const slot = Math.floor(now / lim.math.slotMs);
+      lim.store.advance(e, slot);
+      refunded = Math.max(refunded, lim.store.refundOwn(e, slot, req.cost));
+    }
+    return { ruleId: rule.id, refunded };
+  }
+
+  policies(ruleId: string | null): readonly PolicyInfo[] {
+    if (ruleId === null) return [];
+    return this.rulesById.get(ruleId)?.policies ?? [];
+  }
+
+  /** Current usage of a key under every limit of the rule it matches (for status and tests). */
+  inspect(key: string, metadata: Readonly<Record<string, string>> | undefined, now: number): { ruleId: string | null; limits: { policy: string; scope: string; usage: number; capacity: number }[] } {
+    const rule = this.matchRule(key, metadata);
+    if (!rule) return { ruleId: null, limits: [] };
+    return {
+      ruleId: rule.id,
+      limits: rule.limits.map((lim) => {
+        const e = lim.store.find(key);
+        let usage = 0;
+        if (e >= 0) {
+          lim.store.advance(e, Math.floor(now / lim.math.slotMs));
+          usage = lim.math.usage(lim.store, e, now);
+        }
+        return { policy: lim.policy.name, scope: lim.scope, usage, capacity: lim.math.capacity };
+      }),
+    };
+  }
+
+  /** The compiled limit of a scope, if this node knows it. */
+  scope(scope: ScopeId): CompiledLimit | undefined {
+    return this.scopes.get(scope);
+  }
+
+  // ---- adapters' side ----
+
+  /** Take every change since the last drain: rows for persistence, own cells for replication. */
+  drain(): DrainResult {
+    const out: DrainResult = { rows: [], own: [] };
+    for (const cl of this.scopes.values()) if (cl.store.hasChanges) cl.store.drain(out);
+    return out;
+  }
+
+  /**
+   * Merge cells received from other nodes (or replayed from a stream). Idempotent. Cells for
+   * unknown scopes are counted and skipped; cells ahead of the local clock are held until it
+   * catches up. Returns the number of cells that changed state.
+   */
+  applyRemote(cells: readonly SlotEntry[], now: number): number {
+    let changed = 0;
+    for (let i = 0; i < cells.length; i++) {
+      const c = cells[i];
+      const cl = this.scopes.get(c.scope);
+      if (cl === undefined) {
+        this.counters.unknownScopeCells++;
+        continue;
+      }
+      const current = Math.floor(now / cl.math.slotMs);
+      if (c.slot > current + this.maxFutureSlots) {
+        if (this.future.length < MAX_FUTURE_BUFFER) {
+          this.future.push(c);
+          this.counters.futureCellsHeld++;
+        } else this.counters.futureCellsDropped++;
+        continue;
+      }
+      if (this.mergeInto(cl, c, current, now, true)) changed++;
+    }
+    return changed;
+  }
+
+  /** Load rows from storage at start-up (not marked for persistence again). */
+  restore(rows: Iterable<SlotEntry>, now: number): number {
+    let n = 0;
+    for (const c of rows) {
+      const cl = this.scopes.get(c.scope);
+      if (cl === undefined) continue;
+      const current = Math.floor(now / cl.math.slotMs);
+      if (c.slot <= current - cl.store.ringSlots) continue;
+      if (this.mergeInto(cl, c, current, now, false)) n++;
+    }
+    return n;
+  }
+
+  private mergeInto(cl: CompiledLimit, c: SlotEntry, current: number, now: number, markDirty: boolean): boolean {
+    const store = cl.store;
+    let e = store.find(c.key);
+    if (e < 0) {
+      if (c.slot <= current - store.ringSlots) return false; // already expired here
+      e = this.createEntry(cl, c.key, Math.min(c.slot, current), now);
+    }
+    const node = this.nodes.intern(c.node);
+    return store.mergeCell(e, node, c.slot, c.p, c.n, markDirty);
+  }
+
+  /**
+   * Periodic maintenance: drop keys whose slots have all expired (up to `budget` entries
+   * scanned per limit) and apply held-back remote cells whose time has come.
+   */
+  sweep(now: number, budget = 10_000): number {
+    let evicted = 0;
+    for (const cl of this.scopes.values()) {
+      const n = cl.store.sweepIdle(Math.floor(now / cl.math.slotMs), budget);
+      evicted += n;
+    }
+    this.liveKeys -= evicted;
+    this.counters.idleEvictions += evicted;
+    if (this.future.length > 0) {
+      const held = this.future;
+      this.future = [];
+      this.applyRemote(held, now);
+      this.counters.futureCellsHeld -= held.length - this.future.length;
+    }
+    return evicted;
+  }
+
+  stats(): EngineStats {
+    return {
+      liveKeys: this.liveKeys,
+      capEvictions: this.counters.capEvictions,
+      idleEvictions: this.counters.idleEvictions,
+      unknownScopeCells: this.counters.unknownScopeCells,
+      futureCellsHeld: this.future.length,
+      futureCellsDropped: this.counters.futureCellsDropped,
+      scopes: this.scopes.size,
+    };
+  }
+
+  /** Every non-zero cell of every scope (full state; for tests, snapshots and rebuilds). */
+  snapshot(): SlotEntry[] {
+    const out: SlotEntry[] = [];
+    for (const cl of this.scopes.values()) for (const c of cl.store.snapshot()) out.push(c);
+    return out;
+  }
+
+  /** All scopes (for storage expiry and metrics). */
+  allScopes(): IterableIterator<CompiledLimit> {
+    return this.scopes.values();
+  }
+
+  // ---- keys and eviction ----
+
+  private createEntry(lim: CompiledLimit, key: string, slot: number, now: number): number {
+    if (this.liveKeys >= this.maxKeys) this.evictOne(now);
+    this.liveKeys++;
+    return lim.store.ensure(key, slot);
+  }
+
+  /**
+   * Evict the least useful key: sample a few keys (like Redis' approximated LRU) and drop the
+   * one with the lowest usage relative to its limit, breaking ties by the oldest activity. A
+   * key at or over its limit is never chosen while a sampled key under its limit exists; the
+   * sample grows up to 64 keys to find one.
+   */
+  private evictOne(now: number): void {
+    const scopes = [...this.scopes.values()].filter((s) => s.store.size > 0);
+    if (scopes.length === 0) return;
+    let best: CompiledLimit | undefined;
+    let bestE = -1;
+    let bestScore = Infinity;
+    for (let i = 0; i < EVICTION_MAX_SAMPLES; i++) {
+      const cl = pickWeighted(scopes, this.random);
+      const e = cl.store.sampleLive(this.random);
+      if (e < 0) continue;
+      const current = Math.floor(now / cl.math.slotMs);
+      cl.store.advance(e, current);
+      const usage = cl.math.usage(cl.store, e, now);
+      const ratio = usage / cl.math.capacity;
+      const limited = ratio >= 1;
+      // Lower is less useful: under-limit keys score in [0, 1), limited keys ≥ 2; older activity lowers the score slightly.
+      const age = current - cl.store.headOf(e);
+      const score = (limited ? 2 : ratio) - Math.min(age, 1000) * 1e-6;
+      if (score < bestScore) {
+        bestScore = score;
+        best = cl;
+        bestE = e;
+      }
+      if (i + 1 >= EVICTION_SAMPLES && bestScore < 2) break;
+    }
+    if (best === undefined || bestE < 0) return;
+    best.store.evict(bestE);
+    this.liveKeys--;
+    this.counters.capEvictions++;
+  }
+}
+
+function pickWeighted(scopes: readonly CompiledLimit[], random: () => number): CompiledLimit {
+  if (scopes.length === 1) return scopes[0];
+  let total = 0;
+  for (const s of scopes) total += s.store.size;
+  let r = random() * total;
+  for (const s of scopes) {
+    r -= s.store.size;
+    if (r < 0) return s;
+  }
+  return scopes[scopes.length - 1];
+}
+
+export function createEngine(opts: EngineOptions): Engine {
+  return new Engine(opts);
+}

@@ -1,0 +1,84 @@
+/**
+ * Typed errors with stable codes. Every error the service can report carries a code from
+ * ERROR_CODES; src/http/errors.ts maps codes to HTTP statuses in one place, and
+ * docs/ERRORS.md documents every code (a test keeps the two in step).
+ */
+export const ERROR_CODES = {
+  // Request validation (HTTP 400 / 413)
+  INVALID_JSON: 'The request body is not valid JSON.',
+  INVALID_BODY: 'The request body does not match the schema.',
+  UNKNOWN_FIELD: 'The request body has a field the API does not know.',
+  KEY_MISSING: 'The request has no key.',
+  KEY_EMPTY: 'The key is an empty string.',
+  KEY_TOO_LONG: 'The key is longer than the configured maximum (bytes, UTF-8).',
+  KEY_INVALID: 'The key contains characters that are not allowed (control characters).',
+  COST_INVALID: 'The cost is not a positive integer within the allowed maximum.',
+  METADATA_INVALID: 'Metadata must be an object of string values with bounded names and values.',
+  METADATA_TOO_MANY: 'The request has more metadata entries than allowed.',
+  BATCH_INVALID: 'The batch must hold between 1 and the maximum number of checks.',
+  BODY_TOO_LARGE: 'The request body is larger than the configured maximum.',
+  UNSUPPORTED_MEDIA_TYPE: 'The request body must be application/json.',
+  NOT_FOUND: 'No such route.',
+  METHOD_NOT_ALLOWED: 'The route does not accept this method.',
+  // Configuration (start-up and rules updates)
+  CONFIG_INVALID: 'The configuration is invalid; every problem is listed.',
+  CONFIG_UNREADABLE: 'The configuration file cannot be read or parsed.',
+  RULE_DUPLICATE_ID: 'Two rules have the same id.',
+  RULE_INVALID_WINDOW: 'A window is not a duration like "500ms", "1s", "10m", "1h", "1d".',
+  RULE_INVALID: 'A rule does not match the rules schema.',
+  // Replication and codec
+  CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
+  CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',
+  CODEC_LIMIT_EXCEEDED: 'A replicated message exceeds a size, count or range limit.',
+  CODEC_INVALID_FIELD: 'A replicated message has a field of the wrong type or range.',
+  // Storage and runtime
+  STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
+  STORAGE_INCOMPATIBLE: 'The data directory belongs to another node id or an unknown schema version.',
+  NOT_READY: 'The node is not ready to serve.',
+  INTERNAL: 'An unexpected internal error.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** One problem in a configuration, with where it was found. */
+export interface ConfigProblem {
+  code: ErrorCode;
+  /** File the problem was found in (or "<inline>"). */
+  file: string;
+  /** JSON path inside the document, e.g. "/rules/2/limits/0/window". */
+  path: string;
+  message: string;
+}
+
+export class LimiterError extends Error {
+  readonly code: ErrorCode;
+  /** Extra, code-specific details (e.g. the offending field). Safe to show to clients. */
+  readonly details?: Record<string, unknown>;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? ERROR_CODES[code], options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'LimiterError';
+    this.code = code;
+    if (options?.details) this.details = options.details;
+  }
+}
+
+/** A configuration was refused; `problems` lists every problem found, not just the first. */
+export class ConfigError extends LimiterError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: readonly ConfigProblem[], code: ErrorCode = 'CONFIG_INVALID') {
+    super(
+      code,
+      `${ERROR_CODES[code]}\n` + problems.map((p) => `  ${p.code} ${p.file}${p.path ? ' at ' + p.path : ''}: ${p.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** The state store failed. The engine keeps answering from memory; the error is counted and logged. */
+export class StorageError extends LimiterError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORAGE_FAILURE', message, options);
+    this.name = 'StorageError';
+  }
+}

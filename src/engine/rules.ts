@@ -1,0 +1,200 @@
+/**
+ * Rules: parsing and validation of the rules file (JSON or YAML), then deep-frozen.
+ *
+ * Validation collects every problem (schema errors and semantic checks) with its code, file
+ * and JSON path, and throws one ConfigError listing them all.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ALGORITHMS } from '../../crdt/index.ts';
+import { parseDuration } from './duration.ts';
+import { ConfigError, type ConfigProblem } from './errors.ts';
+import type { Algorithm, LimitSpec, RuleSpec, RulesConfig } from './types.ts';
+
+export const DEFAULT_SLOTS_PER_WINDOW = 10;
+export const MAX_LIMIT = 2 ** 31 - 1;
+
+const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
+
+/** JSON schema of the rules document (validated before any semantic checks). */
+export const RULES_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: {
+    version: { const: 1 },
+    slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
+    rules: {
+      type: 'array',
+      maxItems: 10_000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'key', 'limits'],
+        properties: {
+          id: { type: 'string', pattern: ID_PATTERN },
+          key: { type: 'string', minLength: 1, maxLength: 512 },
+          description: { type: 'string', maxLength: 1000 },
+          priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
+          metadata: {
+            type: 'object',
+            maxProperties: 16,
+            propertyNames: { minLength: 1, maxLength: 64 },
+            additionalProperties: {
+              anyOf: [
+                { type: 'string', maxLength: 256 },
+                { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', maxLength: 256 } },
+              ],
+            },
+          },
+          limits: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 16,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['limit', 'window'],
+              properties: {
+                limit: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
+                window: { type: ['string', 'integer'] },
+                algorithm: { enum: [...ALGORITHMS] },
+                burst: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
+                slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+const validateSchema = ajv.compile(RULES_SCHEMA);
+
+/** Read and parse a rules file. Throws ConfigError listing every problem. */
+export function loadRulesFile(path: string): RulesConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file: path, path: '', message: `cannot read: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
+  }
+  return parseRules(text, path);
+}
+
+/** Parse rules from JSON or YAML text (JSON is YAML, so one parser reads both). */
+export function parseRules(text: string, file = '<inline>'): RulesConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true, maxAliasCount: 100 });
+  } catch (cause) {
+    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file, path: '', message: `not valid YAML/JSON: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
+  }
+  return validateRules(doc, file);
+}
+
+/** Validate a parsed rules document. Throws ConfigError listing every problem. */
+export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
+  const problems: ConfigProblem[] = [];
+  if (!validateSchema(doc)) {
+    for (const err of validateSchema.errors ?? []) problems.push(schemaProblem(err, file));
+    throw new ConfigError(dedupe(problems));
+  }
+  const d = doc as {
+    slotsPerWindow?: number;
+    rules: {
+      id: string;
+      key: string;
+      description?: string;
+      priority?: number;
+      metadata?: Record<string, string | string[]>;
+      limits: { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number }[];
+    }[];
+  };
+  const slotsPerWindow = d.slotsPerWindow ?? DEFAULT_SLOTS_PER_WINDOW;
+  const seen = new Map<string, number>();
+  const rules: RuleSpec[] = [];
+  d.rules.forEach((r, ri) => {
+    const at = `/rules/${ri}`;
+    const prev = seen.get(r.id);
+    if (prev !== undefined) {
+      problems.push({ code: 'RULE_DUPLICATE_ID', file, path: `${at}/id`, message: `rule id "${r.id}" is already used by /rules/${prev}` });
+    } else seen.set(r.id, ri);
+    const star = r.key.indexOf('*');
+    if (star !== -1 && star !== r.key.length - 1) {
+      problems.push({ code: 'RULE_INVALID', file, path: `${at}/key`, message: `"*" may only end a key pattern ("prefix*") or stand alone ("*"): "${r.key}"` });
+    }
+    const limits: LimitSpec[] = [];
+    const geometryKeys = new Set<string>();
+    r.limits.forEach((l, li) => {
+      const lat = `${at}/limits/${li}`;
+      const windowMs = parseDuration(l.window);
+      const algorithm = l.algorithm ?? 'sliding-window';
+      if (windowMs === undefined) {
+        problems.push({ code: 'RULE_INVALID_WINDOW', file, path: `${lat}/window`, message: `"${String(l.window)}" is not a duration like "500ms", "1s", "10m", "1h", "1d"` });
+        return;
+      }
+      if (windowMs > 366 * 86_400_000) {
+        problems.push({ code: 'RULE_INVALID_WINDOW', file, path: `${lat}/window`, message: `window ${String(l.window)} is longer than 366 days` });
+        return;
+      }
+      if (l.burst !== undefined && algorithm !== 'token-bucket') {
+        problems.push({ code: 'RULE_INVALID', file, path: `${lat}/burst`, message: `burst applies only to algorithm "token-bucket" (this limit is "${algorithm}")` });
+      }
+      const gk = `${algorithm}/${windowMs}`;
+      if (geometryKeys.has(gk)) {
+        problems.push({ code: 'RULE_INVALID', file, path: lat, message: `rule "${r.id}" has two ${algorithm} limits with the same window; keep the stricter one` });
+      }
+      geometryKeys.add(gk);
+      const spec: LimitSpec = { limit: l.limit, windowMs, window: typeof l.window === 'number' ? `${l.window}ms` : l.window, algorithm };
+      if (l.burst !== undefined) spec.burst = l.burst;
+      if (l.slotsPerWindow !== undefined) spec.slotsPerWindow = l.slotsPerWindow;
+      limits.push(spec);
+    });
+    const metadata: Record<string, readonly string[]> = {};
+    for (const [k, v] of Object.entries(r.metadata ?? {})) metadata[k] = Array.isArray(v) ? [...v] : [v];
+    const rule: RuleSpec = { id: r.id, key: r.key, metadata, priority: r.priority ?? 0, limits };
+    if (r.description !== undefined) rule.description = r.description;
+    rules.push(rule);
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze({ version: 1, slotsPerWindow, rules });
+}
+
+function schemaProblem(err: ErrorObject, file: string): ConfigProblem {
+  const path = err.instancePath || '';
+  if (err.keyword === 'additionalProperties') {
+    const extra = (err.params as { additionalProperty: string }).additionalProperty;
+    return { code: 'RULE_INVALID', file, path: `${path}/${extra}`, message: `unknown field "${extra}"` };
+  }
+  if (err.keyword === 'required') {
+    const missing = (err.params as { missingProperty: string }).missingProperty;
+    return { code: 'RULE_INVALID', file, path: `${path}/${missing}`, message: `missing required field "${missing}"` };
+  }
+  if (err.keyword === 'enum') {
+    const allowed = (err.params as { allowedValues: unknown[] }).allowedValues;
+    return { code: 'RULE_INVALID', file, path, message: `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}` };
+  }
+  return { code: 'RULE_INVALID', file, path, message: err.message ?? 'invalid' };
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.code}|${p.path}|${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}

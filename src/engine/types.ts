@@ -1,0 +1,102 @@
+/**
+ * Public types of the engine: requests, decisions, rules. The engine decides; adapters
+ * (HTTP, NATS, SQLite, metrics) sit around it.
+ */
+import type { SlotEntry } from '../../crdt/types.ts';
+
+export type Algorithm = 'sliding-window' | 'fixed-window' | 'token-bucket';
+
+/** A check: may this request go ahead? `cost` defaults to 1. */
+export interface CheckRequest {
+  key: string;
+  metadata?: Readonly<Record<string, string>>;
+  cost?: number;
+}
+
+/** A refund: a previously admitted request did not happen (counted through the PN-counter's `n`). */
+export interface RefundRequest {
+  key: string;
+  metadata?: Readonly<Record<string, string>>;
+  cost: number;
+}
+
+/**
+ * The answer to a check. "Limited" is a result, not an exception.
+ * When several limits apply, the binding one (fewest remaining, or the longest retry when denied)
+ * is reported.
+ */
+export interface Decision {
+  allowed: boolean;
+  /** Limit of the binding policy (requests per window, or bucket capacity). 0 when no rule matched. */
+  limit: number;
+  /** Cost units still available in the binding policy after this request. */
+  remaining: number;
+  /** Milliseconds until the binding policy's usage has fully reset. */
+  resetMs: number;
+  /** Milliseconds until a request of the same cost could be admitted (0 when allowed). */
+  retryAfterMs: number;
+  /** Id of the rule that applied, or null when no rule matched (the request is allowed). */
+  ruleId: string | null;
+  /** Name of the binding policy (`<ruleId>/<index>`), or null when no rule matched. */
+  policy: string | null;
+}
+
+export interface RefundResult {
+  ruleId: string | null;
+  /** Cost actually refunded (never more than was admitted in the live window). */
+  refunded: number;
+}
+
+/** One limit of a rule, as written in the rules file (after validation and normalisation). */
+export interface LimitSpec {
+  limit: number;
+  /** Window length in ms. */
+  windowMs: number;
+  /** The window as written (e.g. "1m"), for display. */
+  window: string;
+  algorithm: Algorithm;
+  /** Token bucket capacity (defaults to `limit`). Only for token-bucket. */
+  burst?: number;
+  /** Slots per window (overrides the file default). */
+  slotsPerWindow?: number;
+}
+
+export type KeyMatch =
+  | { kind: 'any' }
+  | { kind: 'exact'; value: string }
+  | { kind: 'prefix'; value: string };
+
+export interface RuleSpec {
+  id: string;
+  /** As written: "*" (any), "prefix*" or an exact key. */
+  key: string;
+  /** All constraints must match; a constraint is one allowed value or a list of allowed values. */
+  metadata: Readonly<Record<string, readonly string[]>>;
+  priority: number;
+  limits: readonly LimitSpec[];
+  description?: string;
+}
+
+export interface RulesConfig {
+  version: 1;
+  slotsPerWindow: number;
+  rules: readonly RuleSpec[];
+}
+
+/** A policy as advertised in the RateLimit-Policy header. */
+export interface PolicyInfo {
+  name: string;
+  limit: number;
+  windowSeconds: number;
+}
+
+/** Changed cells the adapters drain: own changes for replication, all changes for persistence. */
+export type ChangeSet = SlotEntry[];
+
+/** What the HTTP layer needs from the engine. Implemented by `Engine` (src/engine/engine.ts). */
+export interface Limiter {
+  decide(req: CheckRequest, now: number): Decision;
+  refund(req: RefundRequest, now: number): RefundResult;
+  /** Policies of a rule, for the RateLimit-Policy header (empty for an unknown id or null). */
+  policies(ruleId: string | null): readonly PolicyInfo[];
+}

@@ -1,0 +1,278 @@
+/**
+ * SQLite state store (better-sqlite3, WAL). One narrow port: load live cells, write a batch of
+ * cells (cell-wise max, so replays are harmless), expire old slots, small metadata, and the
+ * replication outbox and consumer positions that must commit in the same transaction as the
+ * cells they describe.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { SlotEntry } from '../../crdt/index.ts';
+import { LimiterError, StorageError } from '../engine/errors.ts';
+
+export const SCHEMA_VERSION = 1;
+
+export type Durability = 'batch' | 'sync';
+
+export interface SqliteStoreOptions {
+  /** Data directory; the database is `<dir>/limiter.db`. */
+  dir: string;
+  /** Node id owning this directory; opening another node's directory is refused. */
+  nodeId: string;
+  /** `sync` sets synchronous=FULL (every commit reaches the disk); `batch` uses NORMAL. */
+  durability?: Durability;
+}
+
+/** A message waiting to be acknowledged by the replication stream. */
+export interface OutboxRecord {
+  id: number;
+  msgId: string;
+  payload: Uint8Array;
+  createdAt: number;
+}
+
+/** What one transaction writes. */
+export interface WriteBatch {
+  cells: readonly SlotEntry[];
+  /** Outbox messages to add (replication), committed atomically with the cells. */
+  outbox?: readonly { msgId: string; payload: Uint8Array; createdAt: number }[];
+  /** Stream positions applied (replication), committed atomically with the cells. */
+  positions?: Readonly<Record<string, number>>;
+}
+
+/** The state port. One implementation here (SQLite); the contract suite in test/storage runs against it. */
+export interface StateStore {
+  readonly path: string;
+  loadCells(isLive: (scope: string, slot: number) => boolean, visit: (cell: SlotEntry) => void): number;
+  write(batch: WriteBatch): void;
+  expire(minSlotByScope: ReadonlyMap<string, number>): number;
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+  outbox(limit: number): OutboxRecord[];
+  ackOutbox(ids: readonly number[]): void;
+  outboxSize(): number;
+  positions(): Record<string, number>;
+  close(): void;
+}
+
+export class SqliteStore implements StateStore {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly scopeIds = new Map<string, number>();
+  private readonly scopeNames = new Map<number, string>();
+  private readonly nodeIds = new Map<string, number>();
+  private readonly nodeNames = new Map<number, string>();
+  private readonly stmts: {
+    upsert: Database.Statement;
+    insScope: Database.Statement;
+    insNode: Database.Statement;
+    expire: Database.Statement;
+    getMeta: Database.Statement;
+    setMeta: Database.Statement;
+    addOutbox: Database.Statement;
+    outbox: Database.Statement;
+    ackOutbox: Database.Statement;
+    outboxSize: Database.Statement;
+    setPos: Database.Statement;
+    positions: Database.Statement;
+  };
+  private readonly writeTx: (batch: WriteBatch) => void;
+
+  constructor(opts: SqliteStoreOptions) {
+    try {
+      mkdirSync(opts.dir, { recursive: true });
+      this.path = join(opts.dir, 'limiter.db');
+      this.db = new Database(this.path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${opts.durability === 'sync' ? 'FULL' : 'NORMAL'}`);
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('temp_store = MEMORY');
+      this.migrate();
+    } catch (cause) {
+      if (cause instanceof LimiterError) throw cause;
+      throw new StorageError(`cannot open state store in ${opts.dir}: ${(cause as Error).message}`, { cause });
+    }
+    const owner = this.getMetaRaw('node_id');
+    if (owner === undefined) this.setMetaRaw('node_id', opts.nodeId);
+    else if (owner !== opts.nodeId) {
+      this.db.close();
+      throw new LimiterError('STORAGE_INCOMPATIBLE', `data directory ${opts.dir} belongs to node "${owner}", not "${opts.nodeId}"`);
+    }
+    const db = this.db;
+    this.stmts = {
+      upsert: db.prepare(
+        `INSERT INTO cells (scope, key, slot, node, p, n) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, key, slot, node) DO UPDATE SET p = max(p, excluded.p), n = max(n, excluded.n)`,
+      ),
+      insScope: db.prepare('INSERT INTO scopes (name) VALUES (?) RETURNING id'),
+      insNode: db.prepare('INSERT INTO nodes (name) VALUES (?) RETURNING id'),
+      expire: db.prepare('DELETE FROM cells WHERE scope = ? AND slot < ?'),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      addOutbox: db.prepare('INSERT INTO outbox (msg_id, payload, created_at) VALUES (?, ?, ?)'),
+      outbox: db.prepare('SELECT id, msg_id AS msgId, payload, created_at AS createdAt FROM outbox ORDER BY id LIMIT ?'),
+      ackOutbox: db.prepare('DELETE FROM outbox WHERE id = ?'),
+      outboxSize: db.prepare('SELECT count(*) FROM outbox').pluck(),
+      setPos: db.prepare('INSERT INTO positions (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)'),
+      positions: db.prepare('SELECT stream, seq FROM positions'),
+    };
+    for (const row of db.prepare('SELECT id, name FROM scopes').all() as { id: number; name: string }[]) {
+      this.scopeIds.set(row.name, row.id);
+      this.scopeNames.set(row.id, row.name);
+    }
+    for (const row of db.prepare('SELECT id, name FROM nodes').all() as { id: number; name: string }[]) {
+      this.nodeIds.set(row.name, row.id);
+      this.nodeNames.set(row.id, row.name);
+    }
+    this.writeTx = db.transaction((batch: WriteBatch) => {
+      const up = this.stmts.upsert;
+      for (const c of batch.cells) up.run(this.scopeId(c.scope), c.key, c.slot, this.nodeId(c.node), c.p, c.n);
+      if (batch.outbox) for (const m of batch.outbox) this.stmts.addOutbox.run(m.msgId, m.payload, m.createdAt);
+      if (batch.positions) for (const [stream, seq] of Object.entries(batch.positions)) this.stmts.setPos.run(stream, seq);
+    });
+  }
+
+  private migrate(): void {
+    const db = this.db;
+    db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`);
+    const v = this.getMetaRaw('schema_version');
+    if (v !== undefined && Number(v) !== SCHEMA_VERSION) {
+      db.close();
+      throw new LimiterError('STORAGE_INCOMPATIBLE', `state store schema version ${v} is not supported (this build reads ${SCHEMA_VERSION})`);
+    }
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS scopes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      CREATE TABLE IF NOT EXISTS cells (
+        scope INTEGER NOT NULL,
+        key   TEXT    NOT NULL,
+        slot  INTEGER NOT NULL,
+        node  INTEGER NOT NULL,
+        p     INTEGER NOT NULL,
+        n     INTEGER NOT NULL,
+        PRIMARY KEY (scope, key, slot, node)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS cells_by_slot ON cells (scope, slot);
+      CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL, payload BLOB NOT NULL, created_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS positions (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    `);
+    if (v === undefined) this.setMetaRaw('schema_version', String(SCHEMA_VERSION));
+  }
+
+  private getMetaRaw(key: string): string | undefined {
+    return this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key) as string | undefined;
+  }
+
+  private setMetaRaw(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  private scopeId(name: string): number {
+    let id = this.scopeIds.get(name);
+    if (id === undefined) {
+      id = this.stmts.insScope.pluck().get(name) as number;
+      this.scopeIds.set(name, id);
+      this.scopeNames.set(id, name);
+    }
+    return id;
+  }
+
+  private nodeId(name: string): number {
+    let id = this.nodeIds.get(name);
+    if (id === undefined) {
+      id = this.stmts.insNode.pluck().get(name) as number;
+      this.nodeIds.set(name, id);
+      this.nodeNames.set(id, name);
+    }
+    return id;
+  }
+
+  /** Visit every stored cell still live according to `isLive`. Returns the number visited. */
+  loadCells(isLive: (scope: string, slot: number) => boolean, visit: (cell: SlotEntry) => void): number {
+    return this.guard('load', () => {
+      let n = 0;
+      const it = this.db.prepare('SELECT scope, key, slot, node, p, n FROM cells').raw().iterate() as IterableIterator<[number, string, number, number, number, number]>;
+      for (const [scopeId, key, slot, nodeId, p, nn] of it) {
+        const scope = this.scopeNames.get(scopeId);
+        const node = this.nodeNames.get(nodeId);
+        if (scope === undefined || node === undefined || !isLive(scope, slot)) continue;
+        visit({ scope, key, slot, node, p, n: nn });
+        n++;
+      }
+      return n;
+    });
+  }
+
+  /** Write cells (cell-wise max), outbox records and stream positions in one transaction. */
+  write(batch: WriteBatch): void {
+    this.guard('write', () => this.writeTx(batch));
+  }
+
+  /** Delete cells of slots older than each scope's minimum live slot, and of scopes not listed. Returns rows deleted. */
+  expire(minSlotByScope: ReadonlyMap<string, number>): number {
+    return this.guard('expire', () => {
+      let deleted = 0;
+      const tx = this.db.transaction(() => {
+        for (const [name, id] of this.scopeIds) {
+          const min = minSlotByScope.get(name);
+          deleted += this.stmts.expire.run(id, min ?? Number.MAX_SAFE_INTEGER).changes;
+        }
+      });
+      tx();
+      return deleted;
+    });
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.guard('read meta', () => this.stmts.getMeta.get(key) as string | undefined);
+  }
+
+  setMeta(key: string, value: string): void {
+    this.guard('write meta', () => this.stmts.setMeta.run(key, value));
+  }
+
+  outbox(limit: number): OutboxRecord[] {
+    return this.guard('read outbox', () =>
+      (this.stmts.outbox.all(limit) as { id: number; msgId: string; payload: Buffer; createdAt: number }[]).map((r) => ({
+        id: r.id,
+        msgId: r.msgId,
+        payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength),
+        createdAt: r.createdAt,
+      })),
+    );
+  }
+
+  ackOutbox(ids: readonly number[]): void {
+    this.guard('ack outbox', () => {
+      const tx = this.db.transaction((list: readonly number[]) => {
+        for (const id of list) this.stmts.ackOutbox.run(id);
+      });
+      tx(ids);
+    });
+  }
+
+  outboxSize(): number {
+    return this.guard('count outbox', () => this.stmts.outboxSize.get() as number);
+  }
+
+  positions(): Record<string, number> {
+    return this.guard('read positions', () => {
+      const out: Record<string, number> = {};
+      for (const r of this.stmts.positions.all() as { stream: string; seq: number }[]) out[r.stream] = r.seq;
+      return out;
+    });
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private guard<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (cause) {
+      if (cause instanceof LimiterError) throw cause;
+      throw new StorageError(`state store ${what} failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+}

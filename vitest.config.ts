@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Integration suites start their own nats-server processes; two workers suit a 2-core machine.
+    pool: 'forks',
+    maxWorkers: 2,
+    retry: 0,
+    allowOnly: false,
+  },
+});
