@@ -148,8 +148,26 @@ export class LimitMath {
       case 'fixed-window':
         return this.usage(store, e, now) + cost <= C ? 0 : (c + 1) * this.slotMs - now;
       case 'token-bucket': {
-        const level = this.level(store, e, now);
-        return level >= cost ? 0 : Math.ceil((cost - level) / this.rate);
+        // The admission test exactly as the engine evaluates it (usage + cost ≤ capacity), so
+        // rounding cannot make the two disagree.
+        const fits = (t: number) => C - this.level(store, e, t) + cost <= C;
+        if (fits(now)) return 0;
+        // Project with the same fold that admission uses. Refill after consumption is counted
+        // from the end of the slot that holds it, so a straight line from the current level can
+        // be too early (it would send clients back while the bucket is still empty). With nothing
+        // new counted the level never decreases, and once every counted slot has left the fold
+        // the bucket is full (≥ cost): take the straight-line guess if it is the first fitting
+        // millisecond, else search between now and that point.
+        const guess = Math.max(1, Math.ceil((cost - this.level(store, e, now)) / this.rate));
+        if (fits(now + guess) && (guess === 1 || !fits(now + guess - 1))) return guess;
+        let lo = 0; // does not fit at now + lo
+        let hi = Math.max(1, Math.ceil((Math.max(store.headOf(e), c) + this.slots + 1) * this.slotMs - now)); // fits at now + hi
+        while (hi - lo > 1) {
+          const mid = lo + Math.floor((hi - lo) / 2);
+          if (fits(now + mid)) hi = mid;
+          else lo = mid;
+        }
+        return hi;
       }
       case 'sliding-window': {
         const S = this.slots;

@@ -64,6 +64,12 @@ export class SlotWindowStore {
   private own = new Uint32Array(0);
   private readonly exts = new Map<number, Ext>();
 
+  /** Total cost the local node has admitted into this store (for admission-rate estimates). */
+  ownAdmitted = 0;
+
+  /** Increase of `p` made by the last mergeCell call that changed state (for admission-rate estimates). */
+  lastMergeIncreaseP = 0;
+
   private dirtyList: number[] = [];
   private pendingRows: SlotEntry[] = [];
   private pendingOwn: SlotEntry[] = [];
@@ -161,8 +167,10 @@ export class SlotWindowStore {
         }
         this.own[base + pos] = 0;
       }
-      // Guard against drift from floating point (values are integers, so this only ever snaps -0).
-      this.sums[e] = sum <= 0 ? 0 : sum;
+      // Values are integers, so there is no drift to guard against; only snap -0 to 0. A negative
+      // sum is legitimate (a refund's n can arrive before the p it refunds) and must be kept, or
+      // the running sum would no longer equal Σ of the slot totals.
+      this.sums[e] = sum === 0 ? 0 : sum;
     }
     this.heads[e] = slot;
   }
@@ -177,6 +185,7 @@ export class SlotWindowStore {
     this.own[e * R + pos] += cost;
     if ((this.flags[e] & F_EXT) !== 0) this.exts.get(e)!.tot[pos] += cost;
     this.sums[e] += cost;
+    this.ownAdmitted += cost;
     this.markDirty(e, slot, true);
   }
 
@@ -248,6 +257,7 @@ export class SlotWindowStore {
       ext.tot[pos] += newP - oldP - (newN - oldN);
     }
     this.sums[e] += newP - oldP - (newN - oldN);
+    this.lastMergeIncreaseP = newP - oldP;
     if (markDirty) this.markDirty(e, slot, false);
     return true;
   }

@@ -293,7 +293,8 @@ export class Engine implements Limiter {
       const lim = limits[i];
       const slot = Math.floor(now / lim.math.slotMs);
       let e = entries[i];
-      if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now);
+      // Creating an entry may evict one; never one of this key's own (already read) entries.
+      if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now, key);
       lim.store.addOwn(e, slot, cost);
       const rem = lim.math.capacity - usages[i] - cost;
       if (rem < bindRemaining) {
@@ -370,7 +371,7 @@ export class Engine implements Limiter {
    * unknown scopes are counted and skipped; cells ahead of the local clock are held until it
    * catches up. Returns the number of cells that changed state.
    */
-  applyRemote(cells: readonly SlotEntry[], now: number): number {
+  applyRemote(cells: readonly SlotEntry[], now: number, onAdmitted?: (cl: CompiledLimit, node: string, increase: number) => void): number {
     let changed = 0;
     for (let i = 0; i < cells.length; i++) {
       const c = cells[i];
@@ -387,7 +388,10 @@ export class Engine implements Limiter {
         } else this.counters.futureCellsDropped++;
         continue;
       }
-      if (this.mergeInto(cl, c, current, now, true)) changed++;
+      if (this.mergeInto(cl, c, current, now, true)) {
+        changed++;
+        if (onAdmitted !== undefined && cl.store.lastMergeIncreaseP > 0) onAdmitted(cl, c.node, cl.store.lastMergeIncreaseP);
+      }
     }
     return changed;
   }
@@ -463,8 +467,8 @@ export class Engine implements Limiter {
 
   // ---- keys and eviction ----
 
-  private createEntry(lim: CompiledLimit, key: string, slot: number, now: number): number {
-    if (this.liveKeys >= this.maxKeys) this.evictOne(now);
+  private createEntry(lim: CompiledLimit, key: string, slot: number, now: number, protect?: string): number {
+    if (this.liveKeys >= this.maxKeys) this.evictOne(now, protect);
     this.liveKeys++;
     return lim.store.ensure(key, slot);
   }
@@ -475,7 +479,7 @@ export class Engine implements Limiter {
    * key at or over its limit is never chosen while a sampled key under its limit exists; the
    * sample grows up to 64 keys to find one.
    */
-  private evictOne(now: number): void {
+  private evictOne(now: number, protect?: string): void {
     const scopes = [...this.scopes.values()].filter((s) => s.store.size > 0);
     if (scopes.length === 0) return;
     let best: CompiledLimit | undefined;
@@ -485,20 +489,23 @@ export class Engine implements Limiter {
       const cl = pickWeighted(scopes, this.random);
       const e = cl.store.sampleLive(this.random);
       if (e < 0) continue;
+      if (protect !== undefined && cl.store.keyOf(e) === protect) continue;
       const current = Math.floor(now / cl.math.slotMs);
+      const lastActive = cl.store.headOf(e);
       cl.store.advance(e, current);
       const usage = cl.math.usage(cl.store, e, now);
       const ratio = usage / cl.math.capacity;
       const limited = ratio >= 1;
       // Lower is less useful: under-limit keys score in [0, 1), limited keys ≥ 2; older activity lowers the score slightly.
-      const age = current - cl.store.headOf(e);
+      const age = current - lastActive;
       const score = (limited ? 2 : ratio) - Math.min(age, 1000) * 1e-6;
       if (score < bestScore) {
         bestScore = score;
         best = cl;
         bestE = e;
       }
-      if (i + 1 >= EVICTION_SAMPLES && bestScore < 2) break;
+      // Under-limit keys score below 1, limited ones above 1.99 (age only breaks ties within a class).
+      if (i + 1 >= EVICTION_SAMPLES && bestScore < 1.5) break;
     }
     if (best === undefined || bestE < 0) return;
     best.store.evict(bestE);

@@ -99,9 +99,12 @@ export function parseRules(text: string, file = '<inline>'): RulesConfig {
 /** Validate a parsed rules document. Throws ConfigError listing every problem. */
 export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
   const problems: ConfigProblem[] = [];
-  if (!validateSchema(doc)) {
+  // Schema problems do not stop the semantic checks below (every problem is listed at once);
+  // those checks skip values whose type the schema has already refused.
+  const schemaOk = validateSchema(doc);
+  if (!schemaOk) {
     for (const err of validateSchema.errors ?? []) problems.push(schemaProblem(err, file));
-    throw new ConfigError(dedupe(problems));
+    if (!isRecord(doc) || !Array.isArray(doc.rules)) throw new ConfigError(dedupe(problems));
   }
   const d = doc as {
     slotsPerWindow?: number;
@@ -118,6 +121,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
   const seen = new Map<string, number>();
   const rules: RuleSpec[] = [];
   d.rules.forEach((r, ri) => {
+    if (!schemaOk && (!isRecord(r) || typeof r.id !== 'string' || typeof r.key !== 'string' || !Array.isArray(r.limits))) return;
     const at = `/rules/${ri}`;
     const prev = seen.get(r.id);
     if (prev !== undefined) {
@@ -130,6 +134,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     const limits: LimitSpec[] = [];
     const geometryKeys = new Set<string>();
     r.limits.forEach((l, li) => {
+      if (!schemaOk && (!isRecord(l) || (typeof l.window !== 'string' && !Number.isInteger(l.window)))) return;
       const lat = `${at}/limits/${li}`;
       const windowMs = parseDuration(l.window);
       const algorithm = l.algorithm ?? 'sliding-window';
@@ -160,7 +165,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     if (r.description !== undefined) rule.description = r.description;
     rules.push(rule);
   });
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(dedupe(problems));
   return deepFreeze({ version: 1, slotsPerWindow, rules });
 }
 
@@ -179,6 +184,10 @@ function schemaProblem(err: ErrorObject, file: string): ConfigProblem {
     return { code: 'RULE_INVALID', file, path, message: `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}` };
   }
   return { code: 'RULE_INVALID', file, path, message: err.message ?? 'invalid' };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {

@@ -142,9 +142,9 @@ export class Persistence {
     this.barrier = undefined;
     const now = this.o.now();
     const drained = this.o.engine.drain();
-    const extra = drained.own.length > 0 && this.o.extend ? this.o.extend(drained.own, now) : undefined;
+    const extra = this.o.extend ? this.o.extend(drained.own, now) : undefined;
     const cells = this.retry.length > 0 ? this.retry.concat(drained.rows) : drained.rows;
-    const extras = extra ? [...this.retryExtra, extra] : this.retryExtra;
+    const extras = extra && (extra.outbox?.length || (extra.positions && Object.keys(extra.positions).length > 0)) ? [...this.retryExtra, extra] : this.retryExtra;
     if (cells.length === 0 && extras.length === 0) {
       barrier?.resolve();
       return 0;

@@ -35,7 +35,7 @@ export interface OutboxRecord {
 export interface WriteBatch {
   cells: readonly SlotEntry[];
   /** Outbox messages to add (replication), committed atomically with the cells. */
-  outbox?: readonly { msgId: string; payload: Uint8Array; createdAt: number }[];
+  outbox?: readonly { id: number; msgId: string; payload: Uint8Array; createdAt: number }[];
   /** Stream positions applied (replication), committed atomically with the cells. */
   positions?: Readonly<Record<string, number>>;
 }
@@ -51,6 +51,8 @@ export interface StateStore {
   outbox(limit: number): OutboxRecord[];
   ackOutbox(ids: readonly number[]): void;
   outboxSize(): number;
+  /** Highest outbox id ever used (ids are never reused, so message ids stay unique). */
+  lastOutboxId(): number;
   positions(): Record<string, number>;
   close(): void;
 }
@@ -109,7 +111,7 @@ export class SqliteStore implements StateStore {
       expire: db.prepare('DELETE FROM cells WHERE scope = ? AND slot < ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-      addOutbox: db.prepare('INSERT INTO outbox (msg_id, payload, created_at) VALUES (?, ?, ?)'),
+      addOutbox: db.prepare('INSERT INTO outbox (id, msg_id, payload, created_at) VALUES (?, ?, ?, ?)'),
       outbox: db.prepare('SELECT id, msg_id AS msgId, payload, created_at AS createdAt FROM outbox ORDER BY id LIMIT ?'),
       ackOutbox: db.prepare('DELETE FROM outbox WHERE id = ?'),
       outboxSize: db.prepare('SELECT count(*) FROM outbox').pluck(),
@@ -127,7 +129,7 @@ export class SqliteStore implements StateStore {
     this.writeTx = db.transaction((batch: WriteBatch) => {
       const up = this.stmts.upsert;
       for (const c of batch.cells) up.run(this.scopeId(c.scope), c.key, c.slot, this.nodeId(c.node), c.p, c.n);
-      if (batch.outbox) for (const m of batch.outbox) this.stmts.addOutbox.run(m.msgId, m.payload, m.createdAt);
+      if (batch.outbox) for (const m of batch.outbox) this.stmts.addOutbox.run(m.id, m.msgId, m.payload, m.createdAt);
       if (batch.positions) for (const [stream, seq] of Object.entries(batch.positions)) this.stmts.setPos.run(stream, seq);
     });
   }
@@ -253,6 +255,14 @@ export class SqliteStore implements StateStore {
 
   outboxSize(): number {
     return this.guard('count outbox', () => this.stmts.outboxSize.get() as number);
+  }
+
+  lastOutboxId(): number {
+    return this.guard('read outbox sequence', () => {
+      const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").pluck().get() as number | undefined;
+      const max = this.db.prepare('SELECT max(id) FROM outbox').pluck().get() as number | null;
+      return Math.max(seq ?? 0, max ?? 0);
+    });
   }
 
   positions(): Record<string, number> {

@@ -1,0 +1,11 @@
+/**
+ * Every benchmark section, in run order. A new section (e.g. replication, issue 3) is one
+ * module exporting a `Section` plus one line here; `--only <id>` selects it.
+ */
+import type { Section } from '../lib/types.ts';
+import { decideSection } from './decide.ts';
+import { httpSection } from './http.ts';
+import { memorySection } from './memory.ts';
+import { restartSection } from './restart.ts';
+
+export const SECTIONS: readonly Section[] = [decideSection, httpSection, memorySection, restartSection];

@@ -1,0 +1,315 @@
+/**
+ * HTTP adapter: `buildApp()` builds a fastify instance around a `Limiter` without listening
+ * (src/main.ts listens; tests use `inject`).
+ *
+ * Routes
+ *   POST /v1/check        {key, metadata?, cost?}          -> 200 allowed | 429 denied, Decision
+ *   POST /v1/check/batch  {checks: [{key, metadata?, cost?}, ...]}  -> 200 {results: Decision[]}
+ *   POST /v1/refund       {key, metadata?, cost}           -> 200 RefundResult
+ *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
+ *   GET  /healthz, GET /readyz
+ *
+ * Every refused request is refused before the limiter is called, so nothing is counted for it.
+ * Errors become `{error, message, path?}` in src/http/errors.ts only.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
+import type { Decision, Limiter } from '../engine/types.ts';
+import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
+import { RateLimitHeaders } from './headers.ts';
+import {
+  AJV_OPTIONS,
+  DEFAULT_LIMITS,
+  batchBodySchema,
+  batchResultSchema,
+  checkBodySchema,
+  checkKey,
+  checkMetadataBytes,
+  decisionSchema,
+  errorBodySchema,
+  healthSchema,
+  parseQueryCost,
+  readySchema,
+  refundBodySchema,
+  refundResultSchema,
+  type BatchBody,
+  type CheckBody,
+  type InputLimits,
+  type InputProblem,
+  type RefundBody,
+} from './schemas.ts';
+
+/** What /readyz reports. `degraded` nodes still serve (200) but say so. */
+export interface ReadinessReport {
+  ready: boolean;
+  degraded?: boolean;
+  reasons?: string[];
+  details?: Record<string, unknown>;
+}
+
+export interface BuildAppOptions {
+  limiter: Limiter;
+  /** Clock passed to the limiter, ms since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /** Maximum key length in UTF-8 bytes. Default 512. */
+  maxKeyBytes?: number;
+  /** Maximum cost of one check or refund. Default 1 000 000. */
+  maxCost?: number;
+  /** Maximum metadata entries per request. Default 16. */
+  maxMetadataEntries?: number;
+  /** Maximum metadata name length in UTF-8 bytes. Default 64. */
+  maxMetadataNameBytes?: number;
+  /** Maximum metadata value length in UTF-8 bytes. Default 256. */
+  maxMetadataValueBytes?: number;
+  /** Maximum request body in bytes. Default 64 KiB. */
+  bodyLimit?: number;
+  /** Maximum checks in one batch. Default 1000. */
+  maxBatch?: number;
+  /**
+   * Status of a denied `GET /v1/check` (for proxies: nginx auth_request only understands
+   * 2xx/401/403). Default 429. POST /v1/check always answers 429.
+   */
+  denyStatus?: number;
+  /** Readiness probe for /readyz. Default: always ready. */
+  readiness?: () => ReadinessReport;
+  /** fastify logger: false (default), true, pino options, or a pino logger instance. */
+  logger?: boolean | object;
+  /** Called after every decision (metrics). Must not throw; errors are logged and ignored. */
+  onDecision?: (d: Decision, route: string) => void;
+  /**
+   * Durability barrier, called after something was counted (an allowed check, a refund). When it
+   * returns a promise the answer waits for it (`sync` durability: group commit before answering);
+   * `undefined` answers at once. If the promise rejects, the error is logged and the decision is
+   * still answered: the count is in memory and the node keeps answering from it.
+   */
+  commit?: () => Promise<unknown> | undefined | void;
+  /** Registers more routes (admin, metrics) on the same instance. */
+  extraRoutes?: (app: FastifyInstance) => void;
+}
+
+export const ROUTE_CHECK = 'POST /v1/check';
+export const ROUTE_BATCH = 'POST /v1/check/batch';
+export const ROUTE_CHECK_GET = 'GET /v1/check';
+
+const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+function isPosInt(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 1;
+}
+
+/** Validates the options once; every problem is listed in one ConfigError. */
+function resolveOptions(opts: BuildAppOptions) {
+  const problems: ConfigProblem[] = [];
+  const problem = (path: string, message: string) =>
+    problems.push({ code: 'CONFIG_INVALID', file: '<buildApp options>', path, message });
+  if (!opts || typeof opts.limiter?.decide !== 'function' || typeof opts.limiter.refund !== 'function' || typeof opts.limiter.policies !== 'function') {
+    problem('/limiter', 'limiter must implement decide, refund and policies');
+  }
+  const limits: InputLimits = { ...DEFAULT_LIMITS };
+  for (const name of Object.keys(DEFAULT_LIMITS) as (keyof InputLimits)[]) {
+    const v = opts?.[name];
+    if (v === undefined) continue;
+    if (!isPosInt(v)) problem(`/${name}`, `${name} must be a positive integer`);
+    else limits[name] = v;
+  }
+  const bodyLimit = opts?.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  if (!isPosInt(bodyLimit)) problem('/bodyLimit', 'bodyLimit must be a positive integer');
+  const denyStatus = opts?.denyStatus ?? 429;
+  if (!Number.isInteger(denyStatus) || denyStatus < 400 || denyStatus > 599) {
+    problem('/denyStatus', 'denyStatus must be an HTTP error status (400-599)');
+  }
+  if (opts?.now !== undefined && typeof opts.now !== 'function') problem('/now', 'now must be a function');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { limits, bodyLimit, denyStatus, now: opts.now ?? Date.now };
+}
+
+function refuse(p: InputProblem): never {
+  throw inputError(p.code, p.message, p.path);
+}
+
+export function buildApp(opts: BuildAppOptions): FastifyInstance {
+  const { limits, bodyLimit, denyStatus, now } = resolveOptions(opts);
+  const limiter = opts.limiter;
+  const onDecision = opts.onDecision;
+  const readiness: () => ReadinessReport = opts.readiness ?? (() => ({ ready: true }));
+  const headers = new RateLimitHeaders(limiter);
+
+  // fastify 5 takes logger options as `logger` and a ready logger (e.g. a pino instance) as
+  // `loggerInstance`; accept either through the one `logger` option.
+  const logger = opts.logger ?? false;
+  const isInstance = typeof logger === 'object' && logger !== null && typeof (logger as { child?: unknown }).child === 'function';
+  const app = Fastify({
+    ...(isInstance
+      ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
+      : { logger: logger as FastifyServerOptions['logger'] }),
+    bodyLimit,
+    ajv: { customOptions: { ...AJV_OPTIONS } },
+    frameworkErrors,
+  }) as unknown as FastifyInstance;
+
+  // Only JSON bodies: drop the default text/plain parser so it is refused with 415.
+  app.removeContentTypeParser('text/plain');
+  app.setErrorHandler(errorHandler);
+
+  // Known paths and their methods, so a wrong method answers 405 instead of 404.
+  const methodsByPath = new Map<string, string[]>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const list = methodsByPath.get(route.url) ?? [];
+    for (const m of methods) if (!list.includes(m)) list.push(m);
+    methodsByPath.set(route.url, list);
+  });
+  app.setNotFoundHandler(makeNotFoundHandler((path) => methodsByPath.get(path)));
+
+  const report = (d: Decision, route: string, req: FastifyRequest) => {
+    if (onDecision === undefined) return;
+    try {
+      onDecision(d, route);
+    } catch (err) {
+      req.log.error({ err }, 'onDecision hook failed');
+    }
+  };
+
+  const commit = opts.commit;
+  /** Runs `send` now, or after the durability barrier when something was counted. */
+  const afterCommit = (reply: FastifyReply, counted: boolean, send: () => FastifyReply): FastifyReply | Promise<FastifyReply> => {
+    if (!counted || commit === undefined) return send();
+    let barrier: Promise<unknown> | undefined | void;
+    try {
+      barrier = commit();
+    } catch (err) {
+      reply.log.error({ err }, 'commit barrier failed; answering from memory');
+      return send();
+    }
+    if (barrier === undefined) return send();
+    return barrier.then(send, (err: unknown) => {
+      reply.log.error({ err }, 'commit barrier failed; answering from memory');
+      return send();
+    });
+  };
+
+  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number) => {
+    const h = headers.headersFor(d);
+    if (h !== null) reply.headers(h);
+    reply.code(d.allowed ? 200 : deniedStatus);
+    // A denied check counted nothing; an allowed one with no rule counted nothing either.
+    if (commit === undefined || !d.allowed || d.ruleId === null) return reply.send(d);
+    return afterCommit(reply, true, () => reply.send(d));
+  };
+
+  const errorResponses = { 400: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
+
+  app.post(
+    '/v1/check',
+    { schema: { body: checkBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
+    (req, reply) => {
+      const body = req.body as CheckBody;
+      const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
+      if (p !== null) refuse(p);
+      const d = limiter.decide(body, now());
+      report(d, ROUTE_CHECK, req);
+      return sendDecision(reply, d, 429);
+    },
+  );
+
+  app.post(
+    '/v1/check/batch',
+    { schema: { body: batchBodySchema(limits), response: { 200: batchResultSchema, ...errorResponses } } },
+    (req, reply) => {
+      const checks = (req.body as BatchBody).checks;
+      // Validate every entry before counting any.
+      for (let i = 0; i < checks.length; i++) {
+        const c = checks[i];
+        const p =
+          checkKey(c.key, limits, `/checks/${i}/key`) ??
+          (c.metadata !== undefined ? checkMetadataBytes(c.metadata, limits, `/checks/${i}/metadata`) : null);
+        if (p !== null) refuse(p);
+      }
+      const t = now();
+      const results: Decision[] = new Array(checks.length);
+      let counted = false;
+      for (let i = 0; i < checks.length; i++) {
+        const d = limiter.decide(checks[i], t);
+        results[i] = d;
+        if (d.allowed && d.ruleId !== null) counted = true;
+        report(d, ROUTE_BATCH, req);
+      }
+      return afterCommit(reply, counted, () => reply.send({ results }));
+    },
+  );
+
+  app.post(
+    '/v1/refund',
+    { schema: { body: refundBodySchema(limits), response: { 200: refundResultSchema, ...errorResponses } } },
+    (req, reply) => {
+      const body = req.body as RefundBody;
+      const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
+      if (p !== null) refuse(p);
+      const result = limiter.refund(body, now());
+      return afterCommit(reply, result.refunded > 0, () => reply.send(result));
+    },
+  );
+
+  // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query
+  // strings are strings, so the checks are by hand (with the same codes as the body routes).
+  // HEAD is not exposed: it would count.
+  app.get(
+    '/v1/check',
+    { exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
+    (req, reply) => {
+      const q = req.query as Record<string, string | string[] | undefined>;
+      let key: unknown;
+      let costRaw: unknown;
+      let metadata: Record<string, string> | undefined;
+      let entries = 0;
+      for (const name in q) {
+        const v = q[name];
+        if (name === 'key') key = v;
+        else if (name === 'cost') costRaw = v;
+        else if (name.startsWith('m.')) {
+          const mdName = name.slice(2);
+          const path = `/metadata/${mdName.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+          if (typeof v !== 'string') throw inputError('METADATA_INVALID', `metadata ${mdName} must be given once`, path);
+          if (mdName.length === 0) throw inputError('METADATA_INVALID', 'metadata names must not be empty', path);
+          if (++entries > limits.maxMetadataEntries) {
+            throw inputError('METADATA_TOO_MANY', `metadata must have at most ${limits.maxMetadataEntries} entries`, '/metadata');
+          }
+          metadata ??= Object.create(null) as Record<string, string>;
+          metadata[mdName] = v;
+        } else {
+          throw inputError('UNKNOWN_FIELD', `unknown query parameter "${name}"`, `/${name}`);
+        }
+      }
+      const kp = checkKey(key, limits, '/key');
+      if (kp !== null) refuse(kp);
+      if (metadata !== undefined) {
+        const mp = checkMetadataBytes(metadata, limits, '/metadata');
+        if (mp !== null) refuse(mp);
+      }
+      const cost = parseQueryCost(costRaw, limits);
+      if (typeof cost !== 'number') refuse(cost);
+      const req1 = metadata === undefined ? { key: key as string, cost } : { key: key as string, cost, metadata };
+      const d = limiter.decide(req1, now());
+      report(d, ROUTE_CHECK_GET, req);
+      return sendDecision(reply, d, denyStatus);
+    },
+  );
+
+  app.get('/healthz', { schema: { response: { 200: healthSchema } } }, (_req, reply) => reply.send({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { response: { 200: readySchema, 503: readySchema } } }, (req, reply) => {
+    let body: ReadinessReport & { degraded: boolean; reasons: string[] };
+    try {
+      const r = readiness();
+      body = { ready: r.ready === true, degraded: r.degraded === true, reasons: Array.isArray(r.reasons) ? r.reasons.map(String) : [] };
+      if (r.details !== undefined) body.details = r.details;
+    } catch (err) {
+      req.log.error({ err }, 'readiness probe failed');
+      body = { ready: false, degraded: false, reasons: ['readiness probe failed'] };
+    }
+    return reply.code(body.ready ? 200 : 503).send(body);
+  });
+
+  if (opts.extraRoutes) opts.extraRoutes(app);
+  return app;
+}

@@ -1,0 +1,107 @@
+/**
+ * Names on the wire: subjects, stream names and consumer names used for replication.
+ *
+ * Pure: no I/O. Every name the transport, the topology and the generated NATS configs use is
+ * derived here, so they cannot drift apart.
+ *
+ * Layout (see CONSISTENCY.md):
+ * - node `N` of region `R` publishes on `limiter.d.R.N`;
+ * - stream `LIMITER_R` (placed in cluster `R`) takes `limiter.d.R.>`;
+ * - stream `LIMITER_R_AGG` (placed in cluster `R`, no subjects) sources every other region's
+ *   `LIMITER_X`, so a region reads the whole world from two local streams;
+ * - each node reads both through durable pull consumers named `node-N`.
+ */
+
+/** Root of every replication subject. */
+export const SUBJECT_ROOT = 'limiter.d';
+
+/** Region names: lower-case letters, digits and inner hyphens, e.g. `us-east`. Max 32 chars. */
+export const REGION_NAME_RE = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
+export const REGION_NAME_MAX = 32;
+
+/**
+ * Node ids: letters, digits, `-` and `_`, max 64 chars. Valid as a subject token and as a
+ * JetStream consumer name (no `.`, `*`, `>`, whitespace).
+ */
+export const NODE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+export const NODE_ID_MAX = 64;
+
+/** Why a region name is invalid, or null when it is valid. */
+export function regionNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string') return `expected a string, got ${describe(name)}`;
+  if (name.length === 0 || name.length > REGION_NAME_MAX) return `must be 1..${REGION_NAME_MAX} characters, got ${name.length}`;
+  if (!REGION_NAME_RE.test(name)) return `must be lower-case letters, digits and inner hyphens (like "us-east"), got ${JSON.stringify(name)}`;
+  return null;
+}
+
+/** Why a node id is invalid, or null when it is valid. */
+export function nodeIdProblem(id: unknown): string | null {
+  if (typeof id !== 'string') return `expected a string, got ${describe(id)}`;
+  if (id.length === 0 || id.length > NODE_ID_MAX) return `must be 1..${NODE_ID_MAX} characters, got ${id.length}`;
+  if (!NODE_ID_RE.test(id)) return `must be letters, digits, "-" and "_" (no dots, wildcards or spaces), got ${JSON.stringify(id)}`;
+  return null;
+}
+
+export function assertRegionName(name: string): void {
+  const p = regionNameProblem(name);
+  if (p) throw new TypeError(`invalid region name: ${p}`);
+}
+
+export function assertNodeId(id: string): void {
+  const p = nodeIdProblem(id);
+  if (p) throw new TypeError(`invalid node id: ${p}`);
+}
+
+function upper(region: string): string {
+  assertRegionName(region);
+  return region.toUpperCase().replace(/-/g, '_');
+}
+
+/** The stream that holds region `region`'s own deltas: `LIMITER_US_EAST` for `us-east`. */
+export function regionStreamName(region: string): string {
+  return `LIMITER_${upper(region)}`;
+}
+
+/** The stream in `region` that sources every other region's stream: `LIMITER_US_EAST_AGG`. */
+export function aggregateStreamName(region: string): string {
+  return `LIMITER_${upper(region)}_AGG`;
+}
+
+/** Subjects of region `region`'s stream: `limiter.d.us-east.>`. */
+export function regionSubjects(region: string): string {
+  assertRegionName(region);
+  return `${SUBJECT_ROOT}.${region}.>`;
+}
+
+/** The one subject node `nodeId` of `region` publishes on: `limiter.d.us-east.us-east-1`. */
+export function nodeSubject(region: string, nodeId: string): string {
+  assertRegionName(region);
+  assertNodeId(nodeId);
+  return `${SUBJECT_ROOT}.${region}.${nodeId}`;
+}
+
+/**
+ * Reads region and node id back from a replication subject; null when the subject is not one
+ * (wrong root, wrong token count, invalid names). The node id in the subject is the
+ * authoritative origin of a delta (NATS permissions restrict each node to its own subject).
+ */
+export function parseNodeSubject(subject: string): { region: string; nodeId: string } | null {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || `${parts[0]}.${parts[1]}` !== SUBJECT_ROOT) return null;
+  const region = parts[2]!;
+  const nodeId = parts[3]!;
+  if (regionNameProblem(region) || nodeIdProblem(nodeId)) return null;
+  return { region, nodeId };
+}
+
+/** Durable consumer name of node `nodeId` (the same name on both streams it reads). */
+export function durableName(nodeId: string): string {
+  assertNodeId(nodeId);
+  return `node-${nodeId}`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'string' ? JSON.stringify(v) : typeof v;
+}

@@ -1,0 +1,225 @@
+/**
+ * The files generated from regions/*.json are committed; this suite fails when one is stale
+ * (run `npm run gen:regions`), when the topology is invalid, or when nats-server /
+ * docker-compose refuse what the generator renders.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import {
+  GENERATED_HEADER,
+  TopologyError,
+  loadTopology,
+  renderDevNatsConfig,
+  renderDockerCompose,
+  renderGeneratedFiles,
+  renderRegionNatsConfig,
+  topologyFromNames,
+} from '../../regions/topology.ts';
+
+const root = resolve(import.meta.dirname, '../..');
+const tmp = mkdtempSync(join(os.tmpdir(), 'limiter-regions-test-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
+
+describe('committed generated files', () => {
+  const topology = loadTopology();
+
+  it('has the three default regions, one node each', () => {
+    expect(topology.regions.map((r) => r.name).sort()).toEqual(['ap-south', 'eu-west', 'us-east']);
+    for (const r of topology.regions) expect(r.nodes.length).toBeGreaterThanOrEqual(1);
+  });
+
+  for (const f of renderGeneratedFiles(topology)) {
+    it(`${f.path} matches the generator (else run: npm run gen:regions)`, () => {
+      const abs = join(root, f.path);
+      expect(existsSync(abs), `${f.path} is missing: run npm run gen:regions`).toBe(true);
+      const committed = readFileSync(abs, 'utf8');
+      expect(committed, `${f.path} is stale: run npm run gen:regions`).toBe(f.content);
+      expect(committed.split('\n')[0]).toBe(`# ${GENERATED_HEADER}`);
+    });
+  }
+
+  it('regions/nats holds no config of a region that no longer exists', () => {
+    const wanted = new Set(topology.regions.map((r) => `${r.name}.conf`));
+    const extra = readdirSync(join(root, 'regions/nats')).filter((f) => f.endsWith('.conf') && !wanted.has(f));
+    expect(extra, 'stale region configs: run npm run gen:regions').toEqual([]);
+  });
+
+  it('every region file has a generated nats config that nats-server accepts', () => {
+    for (const r of topology.regions) {
+      const conf = renderRegionNatsConfig(topology, r.name, { storeDir: join(tmp, `store-${r.name}`) });
+      const file = join(tmp, `${r.name}.conf`);
+      writeFileSync(file, conf);
+      const out = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8' });
+      expect(out.status, out.stderr + out.stdout).toBe(0);
+      // One cluster per region, a route to its own cluster port (required on 2.9), gateways to every other region.
+      expect(conf).toContain(`name: "${r.name}"`);
+      expect(conf).toContain(`routes: ["nats-route://127.0.0.1:${r.nats.clusterPort}"]`);
+      for (const o of topology.regions.filter((x) => x.name !== r.name)) {
+        expect(conf).toContain(`{ name: "${o.name}", urls: ["nats://nats-${o.name}:${o.nats.gatewayPort}"] }`);
+      }
+    }
+    const dev = join(tmp, 'dev.conf');
+    writeFileSync(dev, renderDevNatsConfig({ storeDir: join(tmp, 'dev-store') }));
+    const out = spawnSync('nats-server', ['-t', '-c', dev], { encoding: 'utf8' });
+    expect(out.status, out.stderr + out.stdout).toBe(0);
+    expect(readFileSync(join(root, 'nats.conf'), 'utf8')).toContain('listen: "127.0.0.1:4222"');
+  });
+
+  it('docker-compose.yml has a nats:2.9 server per region and a limiter service per node', () => {
+    const doc = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, { image?: string; build?: unknown; environment?: Record<string, string>; volumes?: string[]; ports?: string[] }>;
+    };
+    for (const r of topology.regions) {
+      const nats = doc.services[`nats-${r.name}`];
+      expect(nats?.image).toBe('nats:2.9');
+      expect(nats?.volumes).toContain(`./regions/nats/${r.name}.conf:/etc/nats/nats.conf:ro`);
+      for (const n of r.nodes) {
+        const svc = doc.services[n.id];
+        expect(svc?.build).toEqual({ context: '.', dockerfile: 'Dockerfile' });
+        expect(svc?.environment).toMatchObject({
+          LIMITER_NODE_ID: n.id,
+          LIMITER_REGION: r.name,
+          LIMITER_NATS: `nats://nats-${r.name}:${r.nats.clientPort}`,
+          LIMITER_DATA: '/data',
+          LIMITER_PORT: String(n.httpPort),
+        });
+        expect(svc?.environment?.LIMITER_RULES).toBeTruthy();
+        expect(svc?.ports).toEqual([`${n.httpPort}:${n.httpPort}`]);
+      }
+    }
+  });
+
+  const composeBin = has('docker-compose');
+  // .ci/run installs Debian's docker-compose: a missing binary is a failure, not a skip.
+  it('docker-compose -f docker-compose.yml config -q accepts the compose file', () => {
+    expect(composeBin, 'docker-compose is not installed').toBe(true);
+    execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { cwd: root, stdio: 'pipe' });
+  });
+
+  it('Dockerfile builds from node:20-bookworm-slim with the better-sqlite3 toolchain and runs src/main.ts', () => {
+    const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
+    expect(df).toMatch(/^FROM node:20-bookworm-slim/m);
+    expect(df).toMatch(/python3 make g\+\+/);
+    expect(df).toMatch(/RUN npm ci/);
+    expect(df).toContain('CMD ["npx", "tsx", "src/main.ts"]');
+    const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n');
+    expect(ignore).toContain('node_modules');
+    expect(ignore).toContain('.git');
+  });
+});
+
+describe('topology validation', () => {
+  const region = (name: string, base: number, extra: Record<string, unknown> = {}) => ({
+    name,
+    nats: { clientPort: base, clusterPort: base + 1, gatewayPort: base + 2, monitorPort: base + 3 },
+    nodes: [{ id: `${name}-1`, httpPort: base + 4 }],
+    ...extra,
+  });
+  const dirWith = (files: Record<string, unknown>) => {
+    const d = mkdtempSync(join(tmp, 'topo-'));
+    for (const [f, v] of Object.entries(files)) writeFileSync(join(d, f), typeof v === 'string' ? v : JSON.stringify(v));
+    return d;
+  };
+  const problems = (dir: string) => {
+    try {
+      loadTopology(dir);
+    } catch (err) {
+      expect(err).toBeInstanceOf(TopologyError);
+      return (err as TopologyError).problems.map((p) => `${p.file.split('/').pop()} ${p.field}: ${p.message}`);
+    }
+    throw new Error('expected a TopologyError');
+  };
+
+  it('accepts a valid topology and sorts regions by name', () => {
+    const t = loadTopology(dirWith({ 'b.json': region('b', 5000), 'a.json': region('a', 5100) }));
+    expect(t.regions.map((r) => r.name)).toEqual(['a', 'b']);
+  });
+
+  it('names the file and field of every problem', () => {
+    const bad = region('eu-west', 5000);
+    (bad.nats as Record<string, unknown>).gatewayPort = 'x';
+    const p = problems(
+      dirWith({
+        'eu-west.json': bad,
+        'us-east.json': { ...region('us-east', 5100), colour: 'red' },
+        'ap-south.json': region('ap-north', 5200),
+        'broken.json': '{ not json',
+      }),
+    );
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^eu-west\.json nats\.gatewayPort: expected an integer port/),
+        expect.stringMatching(/^us-east\.json colour: unknown field/),
+        expect.stringMatching(/^ap-south\.json name: must equal the file name "ap-south"/),
+        expect.stringMatching(/^broken\.json : cannot read or parse JSON/),
+      ]),
+    );
+  });
+
+  it('refuses duplicate ports, duplicate node ids and bad names', () => {
+    const a = region('a', 5000);
+    const b = region('b', 5000);
+    b.nodes = [{ id: 'a-1', httpPort: 6000 }, { id: 'bad.id', httpPort: 6001 }];
+    const p = problems(dirWith({ 'a.json': a, 'b.json': b, 'Bad_Name.json': region('Bad_Name', 7000) }));
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^Bad_Name\.json name: must be lower-case/),
+        expect.stringMatching(/^b\.json nodes\[1\]\.id: must be letters, digits/),
+      ]),
+    );
+    const p2 = problems(dirWith({ 'a.json': a, 'b.json': { ...region('b', 5000), nodes: [{ id: 'a-1', httpPort: 6000 }] } }));
+    expect(p2).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^b\.json nats\.clientPort: port 5000 is already used by a\.json nats\.clientPort/),
+        expect.stringMatching(/^b\.json nodes\[0\]\.id: node id "a-1" is also used in/),
+      ]),
+    );
+    expect(problems(dirWith({}))).toEqual([expect.stringMatching(/no region files/)]);
+  });
+
+  it('the message names file and field', () => {
+    const d = dirWith({ 'x.json': { ...region('x', 5000), nodes: [] } });
+    expect(() => loadTopology(d)).toThrow(/x\.json field "nodes": expected a non-empty array/);
+  });
+});
+
+describe('renderer overrides (tests and the local launcher run every region on one machine)', () => {
+  const topology = topologyFromNames(['us-east', 'eu-west']);
+
+  it('applies ports, hosts, store dir, ping interval and a proxied gateway URL', () => {
+    const conf = renderRegionNatsConfig(topology, 'us-east', {
+      storeDir: '/tmp/x/js',
+      listenHost: '127.0.0.1',
+      pingInterval: '2s',
+      addresses: {
+        'us-east': { ports: { clientPort: 41001, clusterPort: 41002, gatewayPort: 41003, monitorPort: 41004 }, gatewayUrl: 'nats://127.0.0.1:42003' },
+        'eu-west': { host: '127.0.0.1', ports: { gatewayPort: 43003 } },
+      },
+      header: false,
+    });
+    expect(conf).not.toContain(GENERATED_HEADER);
+    expect(conf).toContain('listen: "127.0.0.1:41001"');
+    expect(conf).toContain('http: "127.0.0.1:41004"');
+    expect(conf).toContain('store_dir: "/tmp/x/js"');
+    expect(conf).toContain('ping_interval: "2s"');
+    expect(conf).toContain('routes: ["nats-route://127.0.0.1:41002"]');
+    expect(conf).toContain('listen: "127.0.0.1:41003"');
+    expect(conf).toContain('advertise: "127.0.0.1:42003"');
+    expect(conf).toContain('{ name: "eu-west", urls: ["nats://127.0.0.1:43003"] }');
+  });
+
+  it('renders compose for any topology, ports quoted', () => {
+    const yml = renderDockerCompose(topology);
+    expect(yml.split('\n')[0]).toBe(`# ${GENERATED_HEADER}`);
+    expect(yml).toMatch(/- "14000:14000"/);
+    expect(Object.keys((parse(yml) as { services: object }).services)).toEqual(
+      expect.arrayContaining(['nats-us-east', 'us-east-1', 'nats-eu-west', 'eu-west-1']),
+    );
+  });
+});

@@ -1,0 +1,499 @@
+/**
+ * JetStreamTransport against real nats-server 2.9 processes: a three-region supercluster (one
+ * server per region, gateways through TCP proxies so a region can be cut off), plus the TCP
+ * proxy itself and a standalone single-region server.
+ *
+ * Figures (cross-region arrival latency, catch-up after SIGCONT, resume after kill -9, heal
+ * after a blackhole) are printed with a `[figure]` prefix.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSingleServer, startSupercluster, waitFor, type Supercluster } from '../helpers/nats-cluster.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+import {
+  JetStreamTransport,
+  ReplicationError,
+  type PoisonEvent,
+  type ReplicatedMessage,
+  type TransportOptions,
+} from '../../src/replication/transport.ts';
+import { aggregateStreamName, durableName, nodeSubject, parseNodeSubject, regionStreamName } from '../../src/replication/subjects.ts';
+
+const REGIONS = ['us-east', 'eu-west', 'ap-south'];
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function figure(name: string, value: string): void {
+  console.log(`[figure] ${name}: ${value}`);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** Collects what a node's handler receives; `behave` can make the handler throw. */
+class Inbox {
+  msgs: ReplicatedMessage[] = [];
+  /** Sequences terminated as poison (never handed over successfully). */
+  terminated: Array<{ stream: string; seq: number }> = [];
+  arrivals = new Map<string, number>();
+  calls = 0;
+  behave: (m: ReplicatedMessage) => void = () => {};
+  readonly handler = (m: ReplicatedMessage) => {
+    this.calls++;
+    this.behave(m);
+    this.msgs.push(m);
+    this.arrivals.set(dec.decode(m.data), performance.now());
+  };
+  texts(): string[] {
+    return this.msgs.map((m) => dec.decode(m.data));
+  }
+  has(text: string): boolean {
+    return this.arrivals.has(text);
+  }
+  async waitFor(texts: readonly string[], what: string, timeoutMs = 20_000): Promise<void> {
+    await waitFor(what, () => texts.every((t) => this.has(t)), {
+      timeoutMs,
+      intervalMs: 10,
+      describe: () => `missing: ${texts.filter((t) => !this.has(t)).slice(0, 10).join(', ')}`,
+    });
+  }
+  /** Sequences of `stream` this node processed: handled or terminated. */
+  seqs(stream: string): number[] {
+    return [
+      ...this.msgs.filter((m) => m.stream === stream).map((m) => m.streamSeq),
+      ...this.terminated.filter((t) => t.stream === stream).map((t) => t.seq),
+    ];
+  }
+}
+
+function expectContiguous(seqs: number[], what: string): void {
+  const sorted = [...seqs].sort((a, b) => a - b);
+  expect(new Set(seqs).size, `${what}: duplicate sequences`).toBe(seqs.length);
+  sorted.forEach((s, i) => expect(s, `${what}: gap before ${s}`).toBe(sorted[0]! + i));
+}
+
+describe('tcp-proxy', () => {
+  let echo: net.Server;
+  let echoPort: number;
+  beforeAll(async () => {
+    echo = net.createServer((s) => {
+      s.on('error', () => {}); // the proxy resets its upstream side
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+    echoPort = (echo.address() as net.AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((r) => echo.close(() => r())));
+
+  const open = (port: number) =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s));
+      s.once('error', reject);
+    });
+  const roundTrip = (s: net.Socket, text: string, timeoutMs = 1000) =>
+    new Promise<string | null>((resolve) => {
+      let got = '';
+      const t = setTimeout(() => done(null), timeoutMs);
+      const onData = (b: Buffer) => {
+        got += b.toString();
+        if (got.length >= text.length) done(got);
+      };
+      const done = (v: string | null) => {
+        clearTimeout(t);
+        s.off('data', onData);
+        resolve(v);
+      };
+      s.on('data', onData);
+      s.write(text);
+    });
+
+  it('passes, delays, blackholes, heals and resets', async () => {
+    const proxy = await startTcpProxy({ target: { port: echoPort } });
+    try {
+      const a = await open(proxy.port);
+      expect(await roundTrip(a, 'hello')).toBe('hello');
+
+      proxy.delay(150);
+      const t0 = performance.now();
+      expect(await roundTrip(a, 'slow')).toBe('slow');
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(250); // both directions delayed
+
+      proxy.blackhole();
+      expect(await roundTrip(a, 'lost', 300)).toBeNull();
+      const b = await open(proxy.port); // accepted, but nothing is forwarded
+      expect(await roundTrip(b, 'void', 300)).toBeNull();
+
+      const closed = new Promise<void>((r) => a.once('close', () => r()));
+      a.on('error', () => {});
+      b.on('error', () => {});
+      proxy.pass(); // connections that lost bytes are destroyed, new ones pass
+      await closed;
+      const c = await open(proxy.port);
+      expect(await roundTrip(c, 'again')).toBe('again');
+
+      const reset = new Promise<string>((r) => c.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')));
+      proxy.reset();
+      expect(await reset).toBe('ECONNRESET');
+      expect(proxy.connections).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('applies a mode to the connections of one label only (e.g. one gateway peer)', async () => {
+    const label = (head: Buffer) => {
+      const eol = head.indexOf('\n');
+      return eol < 0 ? undefined : head.subarray(0, eol).toString();
+    };
+    const proxy = await startTcpProxy({ target: { port: echoPort }, label });
+    try {
+      const a = await open(proxy.port);
+      const b = await open(proxy.port);
+      a.on('error', () => {});
+      expect(await roundTrip(a, 'A\n')).toBe('A\n');
+      expect(await roundTrip(b, 'B\n')).toBe('B\n');
+      proxy.setMode({ kind: 'blackhole' }, 'A');
+      expect(await roundTrip(a, 'a1', 300)).toBeNull();
+      expect(await roundTrip(b, 'b1')).toBe('b1');
+      const aClosed = new Promise<void>((r) => a.once('close', () => r()));
+      proxy.clearLabel('A');
+      await aClosed; // lost bytes: destroyed on heal
+      const a2 = await open(proxy.port);
+      expect(await roundTrip(a2, 'A\nagain')).toBe('A\nagain');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('subjects', () => {
+  it('derives names from region and node id', () => {
+    expect(regionStreamName('us-east')).toBe('LIMITER_US_EAST');
+    expect(aggregateStreamName('ap-south')).toBe('LIMITER_AP_SOUTH_AGG');
+    expect(nodeSubject('eu-west', 'eu-west-1')).toBe('limiter.d.eu-west.eu-west-1');
+    expect(durableName('eu-west-1')).toBe('node-eu-west-1');
+    expect(parseNodeSubject('limiter.d.eu-west.eu-west-1')).toEqual({ region: 'eu-west', nodeId: 'eu-west-1' });
+    expect(parseNodeSubject('limiter.d.eu-west.a.b')).toBeNull();
+    expect(() => nodeSubject('eu-west', 'a.b')).toThrow(/invalid node id/);
+    expect(() => regionStreamName('EU')).toThrow(/invalid region name/);
+  });
+});
+
+describe('JetStreamTransport on a three-region supercluster', () => {
+  let sc: Supercluster;
+  const transports: JetStreamTransport[] = [];
+  const nodes: Record<string, { t: JetStreamTransport; inbox: Inbox }> = {};
+
+  async function startNode(region: string, nodeId: string, extra: Partial<TransportOptions> = {}, startAfterSeq?: Record<string, number>) {
+    const t = await JetStreamTransport.connect({ servers: sc.region(region).url, region, regions: REGIONS, nodeId, ...extra });
+    transports.push(t);
+    await t.ensureStreams();
+    const inbox = new Inbox();
+    await t.consume(inbox.handler, { startAfterSeq });
+    return { t, inbox };
+  }
+
+  let counter = 0;
+  /** Publishes `n` messages from a node; returns their texts (payload = msg id). */
+  async function publishMany(nodeId: string, tag: string, n: number): Promise<string[]> {
+    const t = nodes[nodeId]!.t;
+    const texts: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const text = `${nodeId}:${tag}:${i}:${counter++}`;
+      const ack = await t.publish(nodeId, enc.encode(text), text);
+      expect(ack.duplicate).toBe(false);
+      texts.push(text);
+    }
+    return texts;
+  }
+
+  beforeAll(async () => {
+    sc = await startSupercluster({ regions: REGIONS, gatewayProxies: true });
+    for (const [region, id] of [
+      ['us-east', 'us-east-1'],
+      ['us-east', 'us-east-2'],
+      ['eu-west', 'eu-west-1'],
+      ['ap-south', 'ap-south-1'],
+    ] as const) {
+      nodes[id] = await startNode(region, id);
+    }
+    // Warm-up: the aggregates' sources are set up asynchronously after the streams exist.
+    const warm = await publishMany('us-east-1', 'warm', 1);
+    warm.push(...(await publishMany('eu-west-1', 'warm', 1)), ...(await publishMany('ap-south-1', 'warm', 1)));
+    for (const id of ['us-east-1', 'eu-west-1', 'ap-south-1']) {
+      await nodes[id]!.inbox.waitFor(warm.filter((w) => !w.startsWith(`${id}:`)), `warm-up at ${id}`);
+    }
+  }, 90_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(transports.map((t) => t.close()));
+    await sc?.stopAll();
+  }, 30_000);
+
+  it('creates per-region streams placed in their own cluster and aggregates that source the others', async () => {
+    const jsm = await nodes['eu-west-1']!.t.connection.jetstreamManager();
+    const own = await jsm.streams.info('LIMITER_EU_WEST');
+    expect(own.config.subjects).toEqual(['limiter.d.eu-west.>']);
+    expect(own.config.placement?.cluster).toBe('eu-west');
+    expect(own.config.num_replicas).toBe(1);
+    expect(own.config.storage).toBe('file');
+    expect(own.config.duplicate_window).toBe(120e9);
+    expect(own.config.max_age).toBe(24 * 3600e9);
+    expect(own.cluster?.name).toBe('eu-west');
+    const agg = await jsm.streams.info('LIMITER_EU_WEST_AGG');
+    expect(agg.config.subjects ?? []).toEqual([]);
+    expect((agg.config.sources ?? []).map((s) => s.name).sort()).toEqual(['LIMITER_AP_SOUTH', 'LIMITER_US_EAST']);
+    expect(agg.cluster?.name).toBe('eu-west');
+    const c = await jsm.consumers.info('LIMITER_EU_WEST_AGG', 'node-eu-west-1');
+    expect(c.config.ack_policy).toBe('explicit');
+    expect(c.config.ack_wait).toBe(30e9);
+    expect(c.config.max_deliver).toBe(10);
+    // ensureStreams is idempotent and, with nothing to change, needs no meta quorum.
+    await nodes['eu-west-1']!.t.ensureStreams();
+    expect(nodes['eu-west-1']!.t.streams()).toEqual(['LIMITER_EU_WEST', 'LIMITER_EU_WEST_AGG']);
+  });
+
+  it('a publish in us-east arrives in eu-west and ap-south, and at the other us-east node', async () => {
+    const lat: number[] = [];
+    const sent: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const text = `us-east-1:lat:${i}:${counter++}`;
+      const t0 = performance.now();
+      await nodes['us-east-1']!.t.publish('us-east-1', enc.encode(text), text);
+      sent.push(text);
+      await waitFor(`arrival of ${text}`, () => nodes['eu-west-1']!.inbox.has(text) && nodes['ap-south-1']!.inbox.has(text), { intervalMs: 0, timeoutMs: 10_000 });
+      lat.push(Math.max(nodes['eu-west-1']!.inbox.arrivals.get(text)!, nodes['ap-south-1']!.inbox.arrivals.get(text)!) - t0);
+    }
+    figure('publish (us-east) -> delivered in both other regions, p50', `${percentile(lat, 50).toFixed(2)} ms`);
+    figure('publish (us-east) -> delivered in both other regions, p99', `${percentile(lat, 99).toFixed(2)} ms`);
+    expect(percentile(lat, 50)).toBeLessThan(100);
+
+    await nodes['us-east-2']!.inbox.waitFor(sent, 'same-region delivery to us-east-2');
+    const m = nodes['eu-west-1']!.inbox.msgs.find((x) => dec.decode(x.data) === sent[0])!;
+    expect(m).toMatchObject({ subject: 'limiter.d.us-east.us-east-1', stream: 'LIMITER_EU_WEST_AGG', redelivered: false, msgId: sent[0] });
+    expect(nodes['us-east-2']!.inbox.msgs.find((x) => dec.decode(x.data) === sent[0])!.stream).toBe('LIMITER_US_EAST');
+    // A node never hands its own messages to the handler, but its watermark passes them.
+    expect(nodes['us-east-1']!.inbox.msgs.filter((x) => x.subject === nodes['us-east-1']!.t.subject)).toEqual([]);
+    await waitFor('us-east-1 own watermark', () => nodes['us-east-1']!.t.watermarks()['LIMITER_US_EAST']! >= 101);
+  });
+
+  it('dedupes a repeated msg id (duplicate: true) and delivers it once', async () => {
+    const t = nodes['ap-south-1']!.t;
+    const text = `ap-south-1:dup:${counter++}`;
+    const first = await t.publish('ap-south-1', enc.encode(text), text);
+    const again = await t.publish('ap-south-1', enc.encode(text), text);
+    expect(first.duplicate).toBe(false);
+    expect(again).toEqual({ seq: first.seq, duplicate: true });
+    const marker = (await publishMany('ap-south-1', 'after-dup', 1))[0]!;
+    await nodes['eu-west-1']!.inbox.waitFor([text, marker], 'dup + marker');
+    expect(nodes['eu-west-1']!.inbox.texts().filter((x) => x === text)).toHaveLength(1);
+    await expect(t.publish('us-east-1', enc.encode('x'), 'x')).rejects.toThrow(ReplicationError);
+  });
+
+  it('terminates undecodable messages and retries a failing handler in place, keeping order', async () => {
+    const { t, inbox } = nodes['eu-west-1']!;
+    const poison: PoisonEvent[] = [];
+    t.on('poison', (e) => {
+      poison.push(e);
+      inbox.terminated.push({ stream: e.stream, seq: e.streamSeq });
+    });
+    let flakyFailures = 0;
+    inbox.behave = (m) => {
+      const text = dec.decode(m.data);
+      if (text.includes(':poison:')) throw Object.assign(new Error('bad envelope'), { name: 'CodecError', code: 'CODEC_MALFORMED' });
+      if (text.includes(':flaky:') && flakyFailures < 2) {
+        flakyFailures++;
+        throw new Error('SQLITE_BUSY');
+      }
+    };
+    try {
+      const [p] = await publishMany('us-east-1', 'poison', 1);
+      const [f] = await publishMany('us-east-1', 'flaky', 1);
+      const [after] = await publishMany('us-east-1', 'after', 1);
+      await inbox.waitFor([f!, after!], 'flaky and following message');
+      expect(inbox.has(p!)).toBe(false);
+      expect(poison).toHaveLength(1);
+      expect(poison[0]).toMatchObject({ stream: 'LIMITER_EU_WEST_AGG', subject: 'limiter.d.us-east.us-east-1' });
+      expect(flakyFailures).toBe(2);
+      const texts = inbox.texts();
+      expect(texts.indexOf(f!)).toBeLessThan(texts.indexOf(after!));
+      expect(texts.filter((x) => x === f)).toHaveLength(1);
+      expect(t.status().lastError?.message).toMatch(/SQLITE_BUSY|bad envelope/);
+      // The poison message is terminated, not left pending for redelivery.
+      const jsm = await t.connection.jetstreamManager();
+      await waitFor('acks settle', async () => (await jsm.consumers.info('LIMITER_EU_WEST_AGG', 'node-eu-west-1')).num_ack_pending === 0);
+    } finally {
+      inbox.behave = () => {};
+    }
+  });
+
+  it('resumes after startAfterSeq, and replays from it when the node lost its state', async () => {
+    const agg = 'LIMITER_EU_WEST_AGG';
+    const jsm = await nodes['eu-west-1']!.t.connection.jetstreamManager();
+    const last = (await jsm.streams.info(agg)).state.last_seq;
+    expect(nodes['eu-west-1']!.t.watermarks()[agg]).toBe(last);
+    expect(last).toBeGreaterThan(10);
+    // A node that applied up to `last - 5` only gets what follows.
+    const a = await startNode('eu-west', 'eu-west-9', {}, { [agg]: last - 5 });
+    await waitFor('tail delivered', () => a.inbox.seqs(agg).length === 5);
+    expect(Math.min(...a.inbox.seqs(agg))).toBe(last - 4);
+    await a.t.close();
+    // The same node restarted without its state (startAfterSeq 0) replays the whole stream,
+    // although its durable consumer had acknowledged everything.
+    const b = await startNode('eu-west', 'eu-west-9', {}, { [agg]: 0 });
+    await waitFor('full replay', () => b.inbox.seqs(agg).length >= last);
+    expectContiguous(b.inbox.seqs(agg), 'replay');
+    expect(b.inbox.seqs(agg)[0]).toBe(1);
+    await b.t.close();
+  });
+
+  it('recreates its durable consumer when it is deleted, resuming after the last processed message', async () => {
+    const { t, inbox } = nodes['ap-south-1']!;
+    const jsm = await t.connection.jetstreamManager();
+    const before = inbox.msgs.length;
+    await jsm.consumers.delete('LIMITER_AP_SOUTH_AGG', 'node-ap-south-1');
+    const sent = await publishMany('eu-west-1', 'after-delete', 3);
+    await inbox.waitFor(sent, 'delivery after consumer deletion');
+    expect(inbox.msgs.length - before).toBe(3); // no replay of older messages
+    expectContiguous(inbox.seqs('LIMITER_AP_SOUTH_AGG'), 'ap-south aggregate');
+  });
+
+  it('a region cut off by a blackholed gateway keeps publishing locally and catches up after heal', async () => {
+    const ap = sc.region('ap-south');
+    const apNode = nodes['ap-south-1']!;
+    const fromUs: string[] = [];
+    const fromAp: string[] = [];
+    ap.cut('blackhole');
+    let healedAt: number;
+    try {
+      const fromUs0 = await publishMany('us-east-1', 'cut-bh', 10);
+      const fromAp0 = await publishMany('ap-south-1', 'cut-bh', 10); // R1 stream in its own cluster: works cut off
+      fromUs.push(...fromUs0);
+      fromAp.push(...fromAp0);
+      // The cut is real in both directions (checked over 1 s, with traffic flowing elsewhere).
+      const [ctl] = await publishMany('us-east-1', 'control', 1);
+      await nodes['eu-west-1']!.inbox.waitFor([ctl!], 'us-east -> eu-west during the cut');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(fromUs.some((x) => apNode.inbox.has(x))).toBe(false);
+      expect(fromAp.some((x) => nodes['eu-west-1']!.inbox.has(x) || nodes['us-east-1']!.inbox.has(x))).toBe(false);
+    } finally {
+      healedAt = performance.now();
+      ap.heal();
+    }
+    await apNode.inbox.waitFor(fromUs, 'us-east -> ap-south after heal', 30_000);
+    await nodes['eu-west-1']!.inbox.waitFor(fromAp, 'ap-south -> eu-west after heal', 30_000);
+    await nodes['us-east-1']!.inbox.waitFor(fromAp, 'ap-south -> us-east after heal', 30_000);
+    figure('catch-up after healing a blackholed gateway', `${(performance.now() - healedAt).toFixed(0)} ms`);
+    expectContiguous(apNode.inbox.seqs('LIMITER_AP_SOUTH_AGG'), 'ap-south aggregate');
+  }, 60_000);
+
+  it('SIGSTOP of a region server for 5 s: what the others published arrives after SIGCONT, no gaps, no duplicates', async () => {
+    const eu = sc.region('eu-west');
+    const euNode = nodes['eu-west-1']!;
+    const leader = await sc.metaLeader();
+    const euJsm = await euNode.t.connection.jetstreamManager({ checkAPI: false });
+    const aggBefore = (await euJsm.streams.info('LIMITER_EU_WEST_AGG')).state.last_seq;
+    eu.sigstop();
+    const stoppedAt = performance.now();
+    const sent: string[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        sent.push(...(await publishMany('us-east-1', `stop${i}`, 10)), ...(await publishMany('ap-south-1', `stop${i}`, 10)));
+      }
+      // Publishing elsewhere is unaffected by the frozen region.
+      expect(performance.now() - stoppedAt).toBeLessThan(4000);
+      expect(sent.some((x) => euNode.inbox.has(x))).toBe(false);
+      await new Promise((r) => setTimeout(r, Math.max(0, 5000 - (performance.now() - stoppedAt))));
+    } finally {
+      eu.sigcont();
+    }
+    const resumedAt = performance.now();
+    let storedAt = 0;
+    const stored = waitFor(
+      'eu-west aggregate catch-up',
+      async () => (await euJsm.streams.info('LIMITER_EU_WEST_AGG')).state.last_seq >= aggBefore + sent.length,
+      { timeoutMs: 30_000, intervalMs: 10 },
+    ).then(() => (storedAt = performance.now()));
+    await euNode.inbox.waitFor(sent, 'eu-west catch-up after SIGCONT', 30_000);
+    await stored;
+    figure('eu-west aggregate stream holds the 100 messages, from SIGCONT', `${(storedAt - resumedAt).toFixed(0)} ms`);
+    figure(
+      'eu-west delivery of 100 messages after a 5 s SIGSTOP, from SIGCONT',
+      `${(performance.now() - resumedAt).toFixed(0)} ms (meta leader before the stop: ${leader})`,
+    );
+    for (const x of sent) expect(euNode.inbox.texts().filter((y) => y === x)).toHaveLength(1);
+    expectContiguous(euNode.inbox.seqs('LIMITER_EU_WEST_AGG'), 'eu-west aggregate');
+    // And eu-west publishes again.
+    const back = await publishMany('eu-west-1', 'after-stop', 3);
+    await nodes['us-east-1']!.inbox.waitFor(back, 'eu-west -> us-east after SIGCONT');
+  }, 60_000);
+
+  it('kill -9 and restart of a region server (same store, same ports): its consumers and publishers resume', async () => {
+    const eu = sc.region('eu-west');
+    const euNode = nodes['eu-west-1']!;
+    const aggBefore = euNode.t.watermarks()['LIMITER_EU_WEST_AGG']!;
+    await eu.kill9();
+    const killedAt = performance.now();
+    const during = [...(await publishMany('us-east-1', 'down', 10)), ...(await publishMany('ap-south-1', 'down', 10))];
+    await eu.restart();
+    const restartedAt = performance.now();
+    figure('eu-west server restart until JetStream ready', `${(restartedAt - killedAt).toFixed(0)} ms`);
+    const after = await publishMany('us-east-1', 'up', 10);
+    const euJsm = await euNode.t.connection.jetstreamManager({ checkAPI: false });
+    let storedAt = 0;
+    const stored = waitFor(
+      'eu-west aggregate catch-up after restart',
+      async () => (await euJsm.streams.info('LIMITER_EU_WEST_AGG')).state.last_seq >= aggBefore + during.length + after.length,
+      { timeoutMs: 30_000, intervalMs: 10 },
+    ).then(() => (storedAt = performance.now()));
+    await euNode.inbox.waitFor([...during, ...after], 'eu-west resumes after kill -9', 30_000);
+    await stored;
+    figure('eu-west aggregate stream caught up after restart (from JetStream ready)', `${(storedAt - restartedAt).toFixed(0)} ms`);
+    figure('eu-west delivery resumed after restart (from JetStream ready)', `${(performance.now() - restartedAt).toFixed(0)} ms`);
+    expectContiguous(euNode.inbox.seqs('LIMITER_EU_WEST_AGG'), 'eu-west aggregate');
+    for (const x of [...during, ...after]) expect(euNode.inbox.texts().filter((y) => y === x)).toHaveLength(1);
+    const back = await publishMany('eu-west-1', 'after-kill', 1);
+    await nodes['ap-south-1']!.inbox.waitFor(back, 'eu-west -> ap-south after restart');
+    expect(euNode.t.status()).toMatchObject({ connected: true, streamsReady: true, consuming: true });
+    expect(euNode.t.status().reconnects).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('JetStreamTransport on a single standalone server (the root nats.conf layout)', () => {
+  it('runs one region without an aggregate stream', async () => {
+    const s = await startSingleServer();
+    const ts: JetStreamTransport[] = [];
+    try {
+      const mk = async (nodeId: string) => {
+        const t = await JetStreamTransport.connect({ servers: s.url, region: 'dev', regions: ['dev'], nodeId });
+        ts.push(t);
+        await t.ensureStreams();
+        const inbox = new Inbox();
+        await t.consume(inbox.handler);
+        return { t, inbox };
+      };
+      const a = await mk('dev-1');
+      const b = await mk('dev-2');
+      expect(a.t.streams()).toEqual(['LIMITER_DEV']);
+      await a.t.publish('dev-1', enc.encode('one'), 'dev-1:1');
+      await b.inbox.waitFor(['one'], 'same-region delivery');
+      expect(a.inbox.msgs).toEqual([]);
+      expect(await a.t.lastSequences()).toEqual({ LIMITER_DEV: 1 });
+      await waitFor('dev-1 watermark passes its own message', () => a.t.watermarks()['LIMITER_DEV'] === 1);
+      // dev-1 comes back without its state: replaying from 0 with deliverOwn rebuilds its own contribution.
+      await a.t.close();
+      const again = await JetStreamTransport.connect({ servers: s.url, region: 'dev', regions: ['dev'], nodeId: 'dev-1' });
+      ts.push(again);
+      await again.ensureStreams();
+      const inbox = new Inbox();
+      await again.consume(inbox.handler, { startAfterSeq: { LIMITER_DEV: 0 }, deliverOwn: true });
+      await inbox.waitFor(['one'], 'own message replayed');
+      expect(inbox.msgs[0]).toMatchObject({ subject: 'limiter.d.dev.dev-1', streamSeq: 1 });
+    } finally {
+      await Promise.allSettled(ts.map((t) => t.close()));
+      await s.stopAll();
+    }
+  });
+});
