@@ -396,6 +396,7 @@ export function renderDockerCompose(topology: Topology, opts: ComposeOptions = {
         environment: {
           LIMITER_NODE_ID: n.id,
           LIMITER_REGION: r.name,
+          LIMITER_REGIONS: topology.regions.map((x) => x.name).join(','),
           LIMITER_NATS: `nats://${svc}:${r.nats.clientPort}`,
           LIMITER_DATA: '/data',
           LIMITER_RULES: opts.rulesPath ?? '/app/examples/rules.yaml',

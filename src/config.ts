@@ -22,6 +22,10 @@ export interface NodeConfig {
   denyStatus: number;
   /** NATS server URLs (comma-separated in flags and env); empty = run alone. */
   nats: string[];
+  /** Every region of the deployment (this one included); the node reads the others' deltas. */
+  regions: string[];
+  /** Replication streams keep deltas this long (must cover the longest window plus the longest partition tolerated). */
+  streamMaxAgeMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -47,13 +51,15 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   maxKeyBytes: { flag: 'max-key-bytes', env: 'LIMITER_MAX_KEY_BYTES', type: 'integer', default: '512', help: 'Longest key accepted, in UTF-8 bytes.' },
   denyStatus: { flag: 'deny-status', env: 'LIMITER_DENY_STATUS', type: 'integer', default: '429', help: 'Status of a denied GET /v1/check (nginx auth_request needs 401 or 403).' },
   nats: { flag: 'nats', env: 'LIMITER_NATS', type: 'list', default: '', help: 'NATS server URL(s), comma-separated; empty runs the node alone.' },
+  regions: { flag: 'regions', env: 'LIMITER_REGIONS', type: 'list', default: '', help: 'Every region of the deployment, comma-separated (default: only --region).' },
+  streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
 };
 
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'logLevel'],
+  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'streamMaxAgeMs', 'logLevel'],
   properties: {
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
     region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
@@ -67,6 +73,8 @@ const SCHEMA = {
     maxKeyBytes: { type: 'integer', minimum: 1, maximum: 1024 },
     denyStatus: { type: 'integer', minimum: 400, maximum: 599 },
     nats: { type: 'array', items: { type: 'string', pattern: '^(nats|tls|ws|wss)?:?/?/?[^\\s]+$' } },
+    regions: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' }, uniqueItems: true },
+    streamMaxAgeMs: { type: 'integer', minimum: 60_000, maximum: 365 * 24 * 3600 * 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
 } as const;
@@ -127,6 +135,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
       const name = e.instancePath.split('/')[1] as keyof NodeConfig | undefined;
       const o = name ? OPTIONS[name] : undefined;
       problems.push({ code: 'CONFIG_INVALID', file: o ? `--${o.flag} / ${o.env}` : '<config>', path: e.instancePath, message: e.message ?? 'invalid' });
+    }
+  }
+  if (problems.length === 0) {
+    const c = raw as unknown as NodeConfig;
+    if (c.regions.length === 0) c.regions = [c.region];
+    else if (!c.regions.includes(c.region)) {
+      problems.push({ code: 'CONFIG_INVALID', file: '--regions / LIMITER_REGIONS', path: '/regions', message: `must include this node's region "${c.region}"` });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

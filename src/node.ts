@@ -9,6 +9,8 @@ import type { NodeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { loadRulesFile } from './engine/rules.ts';
 import { buildApp, type ReadinessReport } from './http/app.ts';
+import { Replicator } from './replication/replicator.ts';
+import { JetStreamTransport, ReplicationError, type TransportOptions } from './replication/transport.ts';
 import { Persistence } from './storage/persistence.ts';
 import { SqliteStore } from './storage/sqlite.ts';
 
@@ -16,6 +18,30 @@ export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
   now?: () => number;
   logger?: Logger;
+  /** Overrides of the JetStream transport's settings (tests shorten timeouts). */
+  transport?: Partial<Omit<TransportOptions, 'servers' | 'region' | 'regions' | 'nodeId'>>;
+  /** How long a node without its data directory waits to rebuild from the streams (default 120 s). */
+  rebuildTimeoutMs?: number;
+}
+
+/** What GET /v1/status reports. */
+export interface NodeStatus {
+  node: string;
+  region: string;
+  regions: string[];
+  startedAt: number;
+  uptimeMs: number;
+  durability: string;
+  flushIntervalMs: number;
+  engine: ReturnType<Engine['stats']>;
+  persistence: Persistence['stats'];
+  /** Null when the node runs alone (no --nats). */
+  replication: Record<string, unknown> | null;
+  /**
+   * Per limit: how far all nodes together can currently exceed it (CONSISTENCY.md §8).
+   * A node running alone decides exactly: every bound is 0.
+   */
+  overshoot: Array<{ ruleId: string; policy: string; limit: number; windowMs: number; bound: number; nodes: number; [k: string]: unknown }>;
 }
 
 export interface RunningNode {
@@ -26,40 +52,141 @@ export interface RunningNode {
   readonly persistence: Persistence;
   readonly app: FastifyInstance;
   readonly logger: Logger;
+  readonly replicator: Replicator | undefined;
   readiness(): ReadinessReport;
+  status(): NodeStatus;
   /** Stop serving, flush everything and close the store. Safe to call twice. */
   close(): Promise<void>;
 }
 
 export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
   const now = opts.now ?? Date.now;
+  const startedAt = now();
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
   const rules = loadRulesFile(config.rules);
   const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
   const store = new SqliteStore({ dir: config.data, nodeId: config.nodeId, durability: config.durability });
+  const replicating = config.nats.length > 0;
   let storageError: string | undefined;
+  let replicator: Replicator | undefined;
+  let transport: JetStreamTransport | undefined;
+  let replicationStarted = false;
+  let replicationError: string | undefined;
   const persistence = new Persistence({
     engine,
     store,
     durability: config.durability,
     flushIntervalMs: config.flushIntervalMs,
     now,
+    extend: replicating ? (own, at) => replicator?.extend(own, at) : undefined,
     onError: (err) => {
       storageError = err.message;
       logger.error({ err, code: err.code }, 'state store write failed; answering from memory and retrying');
     },
-    afterCommit: () => {
+    afterCommit: ({ own }) => {
       storageError = undefined;
+      if (own > 0 && replicator !== undefined) void replicator.pump();
     },
   });
   const restored = persistence.restore();
   logger.info({ cells: restored.cells, ms: Math.round(restored.ms), keys: engine.stats().liveKeys }, 'restored live windows');
+
+  const cleanup = async () => {
+    await replicator?.stop().catch(() => {});
+    persistence.stop();
+    store.close();
+  };
+
+  if (replicating) {
+    const longest = Math.max(0, ...[...engine.allScopes()].map((cl) => cl.spec.windowMs));
+    if (config.streamMaxAgeMs < longest) {
+      logger.warn({ streamMaxAgeMs: config.streamMaxAgeMs, longestWindowMs: longest }, 'stream max age is shorter than the longest window: a rebuild from the streams can undercount');
+    }
+    transport = new JetStreamTransport({
+      servers: config.nats,
+      region: config.region,
+      regions: config.regions,
+      nodeId: config.nodeId,
+      maxAgeMs: config.streamMaxAgeMs,
+      waitOnFirstConnect: true,
+      ...opts.transport,
+    });
+    transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
+    transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
+    transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, subject: e.subject, err: e.error }, 'refused a replicated message'));
+    replicator = new Replicator({
+      engine,
+      store,
+      transport,
+      nodeId: config.nodeId,
+      region: config.region,
+      incarnation: store.incarnation,
+      flushIntervalMs: config.flushIntervalMs,
+      now,
+      logger,
+    });
+    // A node whose data directory is new must not undercount: it rebuilds every node's
+    // contribution, its own earlier life's included, from the streams before it serves.
+    const rebuild = store.created;
+    const startReplication = async () => {
+      await replicator!.start({ rebuild });
+      replicationStarted = true;
+      replicationError = undefined;
+      const caughtUp = await replicator!.waitCaughtUp(rebuild ? (opts.rebuildTimeoutMs ?? 120_000) : 30_000);
+      logger.info({ rebuild, caughtUp, keys: engine.stats().liveKeys }, rebuild ? 'rebuilt state from the streams' : 'replication started');
+      return caughtUp;
+    };
+    if (rebuild) {
+      try {
+        const caughtUp = await startReplication();
+        if (!caughtUp) throw new ReplicationError('REPLICATION_UNAVAILABLE', 'timed out rebuilding state from the replication streams');
+        persistence.flush();
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
+    } else {
+      // With restored state the node serves at once; readiness waits for the streams.
+      startReplication().catch((err: unknown) => {
+        replicationError = (err as Error).message;
+        logger.error({ err }, 'replication failed to start; answering from local state');
+      });
+    }
+  }
   persistence.start();
 
   const readiness = (): ReadinessReport => {
     const reasons: string[] = [];
+    let ready = true;
     if (storageError !== undefined) reasons.push(`storage: ${storageError}`);
-    return { ready: true, degraded: reasons.length > 0, reasons };
+    if (transport !== undefined) {
+      const t = transport.status();
+      if (!replicationStarted) {
+        ready = false;
+        reasons.push(replicationError !== undefined ? `replication: ${replicationError}` : 'replication: creating streams and consumers');
+      } else if (!t.connected) reasons.push('replication: NATS disconnected; answering from local state');
+      else if (!replicator!.isCaughtUp) reasons.push('replication: catching up');
+    }
+    return { ready, degraded: reasons.length > 0, reasons };
+  };
+
+  const status = (): NodeStatus => {
+    const at = now();
+    return {
+      node: config.nodeId,
+      region: config.region,
+      regions: [...config.regions],
+      startedAt,
+      uptimeMs: at - startedAt,
+      durability: config.durability,
+      flushIntervalMs: config.flushIntervalMs,
+      engine: engine.stats(),
+      persistence: { ...persistence.stats },
+      replication: replicator ? replicator.status() : null,
+      overshoot: replicator
+        ? replicator.overshoot(at)
+        : [...engine.allScopes()].map((cl) => ({ ruleId: cl.ruleId, policy: cl.policy.name, limit: cl.math.capacity, windowMs: cl.spec.windowMs, bound: 0, nodes: 1 })),
+    };
   };
 
   const app = buildApp({
@@ -69,24 +196,37 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     denyStatus: config.denyStatus,
     readiness,
     commit: () => persistence.commitBarrier(),
+    extraRoutes: (a) => {
+      a.get('/v1/status', () => status());
+    },
   });
-  await app.listen({ host: config.host, port: config.port });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  logger.info({ url, durability: config.durability, rules: config.rules, data: config.data }, 'listening');
+  logger.info({ url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats }, 'listening');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close();
+      // Final flush writes the last own cells to the outbox; publish what can be, then stop.
       persistence.stop();
+      if (replicator) {
+        await replicator.drainOutbox(2000).catch(() => {});
+        await replicator.stop().catch(() => {});
+      }
       store.close();
       logger.info('stopped');
     })();
     return closing;
   };
 
-  return { config, url, engine, store, persistence, app, logger, readiness, close };
+  return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, close };
 }

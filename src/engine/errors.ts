@@ -31,6 +31,9 @@ export const ERROR_CODES = {
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',
   CODEC_LIMIT_EXCEEDED: 'A replicated message exceeds a size, count or range limit.',
   CODEC_INVALID_FIELD: 'A replicated message has a field of the wrong type or range.',
+  REPLICATION_UNAVAILABLE: 'NATS or JetStream cannot be reached or has no quorum; the node answers from local state.',
+  REPLICATION_CONFLICT: 'A replication stream or consumer exists with a configuration that cannot be changed in place.',
+  REPLICATION_USAGE: 'Replication was configured or used wrongly (regions, node id, closed transport).',
   // Storage and runtime
   STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
   STORAGE_INCOMPATIBLE: 'The data directory belongs to another node id or an unknown schema version.',

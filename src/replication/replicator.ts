@@ -4,7 +4,8 @@
  *
  * - Outbox: every flush encodes the node's changed own cells into delta messages and commits them
  *   to the SQLite outbox in the same transaction as the cells themselves. The publisher sends the
- *   outbox in order with a `Nats-Msg-Id` of `<node>:<outbox id>` (ids are never reused) and deletes
+ *   outbox in order with a `Nats-Msg-Id` of `<node>:<incarnation>:<outbox id>` (ids are never
+ *   reused, and a node that lost its data directory has a new incarnation) and deletes
  *   a record only once JetStream has acknowledged it; a retry sends the same id, so JetStream
  *   dedupes it inside the duplicate window and the max-merge makes it harmless after that.
  * - Consumers: the transport reads the node's region stream and the region's aggregate (which
@@ -29,6 +30,8 @@ export interface ReplicatorOptions {
   transport: JetStreamTransport;
   nodeId: string;
   region: string;
+  /** The state store's incarnation: message ids are `<node>:<incarnation>:<outbox id>`. */
+  incarnation: string;
   flushIntervalMs: number;
   now: () => number;
   logger: Logger;
@@ -126,7 +129,7 @@ export class Replicator {
       const id = this.nextOutboxId++;
       const entries = i === 0 && own.length <= max ? own : own.slice(i, i + max);
       const payload = encodeDelta({ v: WIRE_VERSION, origin: this.o.nodeId, seq: id, sentAt: now, entries });
-      outbox.push({ id, msgId: `${this.o.nodeId}:${id}`, payload, createdAt: now });
+      outbox.push({ id, msgId: `${this.o.nodeId}:${this.o.incarnation}:${id}`, payload, createdAt: now });
     }
     const positions: Record<string, number> = {};
     for (const [stream, seq] of Object.entries(this.o.transport.watermarks())) if (seq > 0) positions[stream] = seq;

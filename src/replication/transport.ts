@@ -41,6 +41,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from 'nats';
+import { LimiterError } from '../engine/errors.ts';
 import {
   aggregateStreamName,
   assertNodeId,
@@ -82,12 +83,11 @@ export type ReplicationErrorCode =
   | 'REPLICATION_USAGE';
 
 /** A replication failure with a stable code; `cause` holds the NATS error. */
-export class ReplicationError extends Error {
-  readonly code: ReplicationErrorCode;
+export class ReplicationError extends LimiterError {
+  declare readonly code: ReplicationErrorCode;
   constructor(code: ReplicationErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'ReplicationError';
-    this.code = code;
   }
 }
 
@@ -420,32 +420,38 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
 
   /** The stream configurations this node's region needs. */
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
-    const common = {
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      num_replicas: 1,
-      max_age: nanos(this.opts.maxAgeMs),
-      duplicate_window: nanos(this.opts.duplicateWindowMs),
-      discard: DiscardPolicy.Old,
-      placement: { cluster: this.region, tags: [] },
-    };
-    const out: Array<Partial<StreamConfig> & { name: string }> = [
-      {
-        ...common,
-        name: this.regionStream,
-        description: `rate limiter deltas of region ${this.region}`,
-        subjects: [regionSubjects(this.region)],
-      },
-    ];
+    const out: Array<Partial<StreamConfig> & { name: string }> = [this.regionStreamConfig(this.region)];
     if (this.aggregateStream) {
       out.push({
-        ...common,
+        ...this.commonStreamConfig(this.region),
         name: this.aggregateStream,
         description: `rate limiter deltas of every region but ${this.region}, sourced`,
         sources: this.otherRegions.map((r) => ({ name: regionStreamName(r) })),
       });
     }
     return out;
+  }
+
+  /** The stream of one region's nodes, placed in that region's cluster. */
+  regionStreamConfig(region: string): Partial<StreamConfig> & { name: string } {
+    return {
+      ...this.commonStreamConfig(region),
+      name: regionStreamName(region),
+      description: `rate limiter deltas of region ${region}`,
+      subjects: [regionSubjects(region)],
+    };
+  }
+
+  private commonStreamConfig(region: string): Partial<StreamConfig> {
+    return {
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: 1,
+      max_age: nanos(this.opts.maxAgeMs),
+      duplicate_window: nanos(this.opts.duplicateWindowMs),
+      discard: DiscardPolicy.Old,
+      placement: { cluster: region, tags: [] },
+    };
   }
 
   /** Consumer configuration of this node (the same on both streams). */
@@ -471,6 +477,19 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
    */
   async ensureStreams(): Promise<void> {
     this.assertConnected();
+    // The aggregate's sources should exist when it is created: a source whose stream is missing
+    // is retried by nats-server 2.9 only every few seconds. So the other regions' streams are
+    // created here if missing (never updated: each region's own nodes own their config). Best
+    // effort: a region that cannot be reached now is picked up by the source retry later.
+    for (const r of this.otherRegions) {
+      const cfg = this.regionStreamConfig(r);
+      try {
+        await this.jsm.streams.info(cfg.name);
+      } catch (err) {
+        if (!isNotFound(err, STREAM_NOT_FOUND)) continue;
+        await this.jsm.streams.add(cfg).catch((e: unknown) => this.fail(toError(e)));
+      }
+    }
     for (const cfg of this.streamConfigs()) await this.retrying(`ensure stream ${cfg.name}`, () => this.ensureStream(cfg));
     for (const s of this.streams()) await this.retrying(`ensure consumer ${s}/${this.durable}`, () => this.ensureConsumer(s));
     this.streamsReady = true;

@@ -4,6 +4,7 @@
  * replication outbox and consumer positions that must commit in the same transaction as the
  * cells they describe.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -59,6 +60,13 @@ export interface StateStore {
 
 export class SqliteStore implements StateStore {
   readonly path: string;
+  /** True when this open created the database (a new or emptied data directory). */
+  readonly created: boolean;
+  /**
+   * Random id chosen when the database was created. Replication message ids carry it, so a node
+   * that comes back without its data directory never reuses an earlier life's message ids.
+   */
+  readonly incarnation: string;
   private readonly db: Database.Database;
   private readonly scopeIds = new Map<string, number>();
   private readonly scopeNames = new Map<number, string>();
@@ -95,11 +103,16 @@ export class SqliteStore implements StateStore {
       throw new StorageError(`cannot open state store in ${opts.dir}: ${(cause as Error).message}`, { cause });
     }
     const owner = this.getMetaRaw('node_id');
-    if (owner === undefined) this.setMetaRaw('node_id', opts.nodeId);
+    this.created = owner === undefined;
+    if (owner === undefined) {
+      this.setMetaRaw('node_id', opts.nodeId);
+      this.setMetaRaw('incarnation', randomBytes(6).toString('hex'));
+    }
     else if (owner !== opts.nodeId) {
       this.db.close();
       throw new LimiterError('STORAGE_INCOMPATIBLE', `data directory ${opts.dir} belongs to node "${owner}", not "${opts.nodeId}"`);
     }
+    this.incarnation = this.getMetaRaw('incarnation') ?? this.setIncarnation();
     const db = this.db;
     this.stmts = {
       upsert: db.prepare(
@@ -159,6 +172,13 @@ export class SqliteStore implements StateStore {
       CREATE TABLE IF NOT EXISTS positions (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     `);
     if (v === undefined) this.setMetaRaw('schema_version', String(SCHEMA_VERSION));
+  }
+
+  /** Databases made before incarnations existed get one on first open. */
+  private setIncarnation(): string {
+    const id = randomBytes(6).toString('hex');
+    this.setMetaRaw('incarnation', id);
+    return id;
   }
 
   private getMetaRaw(key: string): string | undefined {

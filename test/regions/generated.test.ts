@@ -85,6 +85,7 @@ describe('committed generated files', () => {
         expect(svc?.environment).toMatchObject({
           LIMITER_NODE_ID: n.id,
           LIMITER_REGION: r.name,
+          LIMITER_REGIONS: 'ap-south,eu-west,us-east',
           LIMITER_NATS: `nats://nats-${r.name}:${r.nats.clientPort}`,
           LIMITER_DATA: '/data',
           LIMITER_PORT: String(n.httpPort),
