@@ -196,6 +196,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     denyStatus: config.denyStatus,
     readiness,
     commit: () => persistence.commitBarrier(),
+    inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
     extraRoutes: (a) => {
       a.get('/v1/status', () => status());
     },

@@ -83,8 +83,18 @@ export interface BuildAppOptions {
    * still answered: the count is in memory and the node keeps answering from it.
    */
   commit?: () => Promise<unknown> | undefined | void;
+  /**
+   * Read-only usage of a key (GET /v1/usage): counts nothing. Absent: the route is not served.
+   */
+  inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
   /** Registers more routes (admin, metrics) on the same instance. */
   extraRoutes?: (app: FastifyInstance) => void;
+}
+
+/** What GET /v1/usage answers: the rule a key matches and its usage under every limit. */
+export interface UsageReport {
+  ruleId: string | null;
+  limits: { policy: string; scope: string; usage: number; capacity: number }[];
 }
 
 export const ROUTE_CHECK = 'POST /v1/check';
@@ -257,43 +267,21 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     '/v1/check',
     { exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
     (req, reply) => {
-      const q = req.query as Record<string, string | string[] | undefined>;
-      let key: unknown;
-      let costRaw: unknown;
-      let metadata: Record<string, string> | undefined;
-      let entries = 0;
-      for (const name in q) {
-        const v = q[name];
-        if (name === 'key') key = v;
-        else if (name === 'cost') costRaw = v;
-        else if (name.startsWith('m.')) {
-          const mdName = name.slice(2);
-          const path = `/metadata/${mdName.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-          if (typeof v !== 'string') throw inputError('METADATA_INVALID', `metadata ${mdName} must be given once`, path);
-          if (mdName.length === 0) throw inputError('METADATA_INVALID', 'metadata names must not be empty', path);
-          if (++entries > limits.maxMetadataEntries) {
-            throw inputError('METADATA_TOO_MANY', `metadata must have at most ${limits.maxMetadataEntries} entries`, '/metadata');
-          }
-          metadata ??= Object.create(null) as Record<string, string>;
-          metadata[mdName] = v;
-        } else {
-          throw inputError('UNKNOWN_FIELD', `unknown query parameter "${name}"`, `/${name}`);
-        }
-      }
-      const kp = checkKey(key, limits, '/key');
-      if (kp !== null) refuse(kp);
-      if (metadata !== undefined) {
-        const mp = checkMetadataBytes(metadata, limits, '/metadata');
-        if (mp !== null) refuse(mp);
-      }
-      const cost = parseQueryCost(costRaw, limits);
-      if (typeof cost !== 'number') refuse(cost);
-      const req1 = metadata === undefined ? { key: key as string, cost } : { key: key as string, cost, metadata };
+      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true);
       const d = limiter.decide(req1, now());
       report(d, ROUTE_CHECK_GET, req);
       return sendDecision(reply, d, denyStatus);
     },
   );
+
+  if (opts.inspect !== undefined) {
+    const inspect = opts.inspect;
+    app.get('/v1/usage', { exposeHeadRoute: false }, (req) => {
+      const q = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, false);
+      const r = inspect(q.key, q.metadata, now());
+      return { key: q.key, ruleId: r.ruleId, limits: r.limits.map((l) => ({ policy: l.policy, usage: round2(l.usage), limit: l.capacity })) };
+    });
+  }
 
   app.get('/healthz', { schema: { response: { 200: healthSchema } } }, (_req, reply) => reply.send({ status: 'ok' }));
 
@@ -312,4 +300,43 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   if (opts.extraRoutes) opts.extraRoutes(app);
   return app;
+}
+
+/** Parses `key`, `cost` and `m.<name>` query parameters with the same codes as the body routes. */
+function parseCheckQuery(q: Record<string, string | string[] | undefined>, limits: InputLimits, allowCost: boolean): { key: string; cost: number; metadata?: Record<string, string> } {
+  let key: unknown;
+  let costRaw: unknown;
+  let metadata: Record<string, string> | undefined;
+  let entries = 0;
+  for (const name in q) {
+    const v = q[name];
+    if (name === 'key') key = v;
+    else if (name === 'cost' && allowCost) costRaw = v;
+    else if (name.startsWith('m.')) {
+      const mdName = name.slice(2);
+      const path = `/metadata/${mdName.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      if (typeof v !== 'string') throw inputError('METADATA_INVALID', `metadata ${mdName} must be given once`, path);
+      if (mdName.length === 0) throw inputError('METADATA_INVALID', 'metadata names must not be empty', path);
+      if (++entries > limits.maxMetadataEntries) {
+        throw inputError('METADATA_TOO_MANY', `metadata must have at most ${limits.maxMetadataEntries} entries`, '/metadata');
+      }
+      metadata ??= Object.create(null) as Record<string, string>;
+      metadata[mdName] = v;
+    } else {
+      throw inputError('UNKNOWN_FIELD', `unknown query parameter "${name}"`, `/${name}`);
+    }
+  }
+  const kp = checkKey(key, limits, '/key');
+  if (kp !== null) refuse(kp);
+  if (metadata !== undefined) {
+    const mp = checkMetadataBytes(metadata, limits, '/metadata');
+    if (mp !== null) refuse(mp);
+  }
+  const cost = parseQueryCost(costRaw, limits);
+  if (typeof cost !== 'number') refuse(cost);
+  return metadata === undefined ? { key: key as string, cost } : { key: key as string, cost, metadata };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
 }
