@@ -74,7 +74,9 @@ export class LimitMath {
 
   constructor(p: LimitParams) {
     const g = geometryOf(p);
-    this.algorithm = p.algorithm;
+    // The constant itself, not the caller's string: a string parsed from a rules file is a
+    // different object, and comparing it on every check is measurably slower.
+    this.algorithm = ALGORITHMS.find((a) => a === p.algorithm) ?? p.algorithm;
     this.capacity = p.algorithm === 'token-bucket' ? (p.burst ?? p.limit) : p.limit;
     this.windowMs = p.windowMs;
     this.slotMs = g.slotMs;

@@ -190,8 +190,9 @@ export class SlotWindowStore {
   }
 
   /**
-   * Refund up to `amount` of the local node's contribution, newest slot first, never driving a
-   * slot's total below zero. Returns the amount refunded.
+   * Refund up to `amount` of the local node's own contribution (what it admitted and has not
+   * refunded), newest slot first, never driving a slot's total below zero. Returns the amount
+   * refunded.
    */
   refundOwn(e: number, slot: number, amount: number): number {
     const R = this.ringSlots;
@@ -201,7 +202,12 @@ export class SlotWindowStore {
     const newest = Math.min(slot, head);
     for (let s = newest; s > head - R && left > 0; s--) {
       const pos = mod(s, R);
-      const avail = ext.tot[pos];
+      // Only what this node itself admitted and has not refunded yet: a node's contribution
+      // per slot never goes below zero, so refunds made concurrently in several regions can
+      // never give back more than was counted.
+      const own = this.own[e * R + pos] - ext.ownN[pos];
+      const tot = ext.tot[pos];
+      const avail = own < tot ? own : tot;
       if (avail <= 0) continue;
       const take = avail < left ? avail : left;
       ext.ownN[pos] += take;

@@ -127,16 +127,19 @@ class Model {
     return t;
   }
 
-  /** Newest slot first, never below a zero slot total; returns the amount refunded. */
+  /**
+   * Newest slot first, only this node's own unrefunded cost and never below a zero slot total;
+   * returns the amount refunded.
+   */
   refund(key: string, slot: number, amount: number): number {
     const k = this.keys.get(key)!;
     let left = amount;
     for (let s = Math.min(slot, k.head); s > k.head - R && left > 0; s--) {
-      const avail = this.slotTotal(key, s);
-      if (avail <= 0) continue;
-      const take = Math.min(avail, left);
       const id = cellId({ key, slot: s, node: this.self });
       const old = k.cells.get(id);
+      const avail = Math.min(this.slotTotal(key, s), (old?.p ?? 0) - (old?.n ?? 0));
+      if (avail <= 0) continue;
+      const take = Math.min(avail, left);
       k.cells.set(id, { scope: SCOPE, key, slot: s, node: this.self, p: old?.p ?? 0, n: (old?.n ?? 0) + take });
       left -= take;
     }
@@ -471,6 +474,19 @@ describe('SlotWindowStore units', () => {
     // Refunds raise n (the p of a node never goes down).
     const cells = r.store.snapshot();
     expect(cells.every((c) => c.n === c.p && c.node === 'n0')).toBe(true);
+  });
+
+  it('refundOwn gives back only what this node admitted, never another node\'s admissions', () => {
+    const r = replica('n0');
+    const e = r.store.ensure('a', BASE);
+    r.store.addOwn(e, BASE, 2);
+    r.store.mergeCell(e, r.nodes.intern('n1'), BASE, 5, 0);
+    expect(r.store.sumOf(e)).toBe(7);
+    // n1's 5 cannot be refunded here: n1 may refund them itself, and both together would
+    // otherwise give back 10 of 7.
+    expect(r.store.refundOwn(e, BASE, 7)).toBe(2);
+    expect(r.store.sumOf(e)).toBe(5);
+    expect(r.store.refundOwn(e, BASE, 1)).toBe(0);
   });
 
   it('mergeCell of a cell older than the ring changes nothing', () => {
