@@ -72,6 +72,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let transport: JetStreamTransport | undefined;
   let replicationStarted = false;
   let replicationError: string | undefined;
+  let stopping = false;
   const persistence = new Persistence({
     engine,
     store,
@@ -92,6 +93,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   logger.info({ cells: restored.cells, ms: Math.round(restored.ms), keys: engine.stats().liveKeys }, 'restored live windows');
 
   const cleanup = async () => {
+    stopping = true;
     await replicator?.stop().catch(() => {});
     persistence.stop();
     store.close();
@@ -146,11 +148,21 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
         throw err;
       }
     } else {
-      // With restored state the node serves at once; readiness waits for the streams.
-      startReplication().catch((err: unknown) => {
-        replicationError = (err as Error).message;
-        logger.error({ err }, 'replication failed to start; answering from local state');
-      });
+      // With restored state the node serves at once; readiness waits for the streams. Start-up
+      // is retried until it succeeds or the node stops.
+      void (async () => {
+        for (let attempt = 0; !stopping; attempt++) {
+          try {
+            await startReplication();
+            return;
+          } catch (err) {
+            if (stopping) return;
+            replicationError = (err as Error).message;
+            logger.error({ err }, 'replication failed to start; answering from local state and retrying');
+            await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)).unref());
+          }
+        }
+      })();
     }
   }
   persistence.start();
@@ -216,6 +228,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopping = true;
       await app.close();
       // Final flush writes the last own cells to the outbox; publish what can be, then stop.
       persistence.stop();

@@ -108,6 +108,7 @@ export class Replicator {
   private stopped = false;
   private timers: NodeJS.Timeout[] = [];
   private caughtUp = false;
+  private connected = false;
   private readonly decodeErrors = { count: 0, last: '' };
   readonly stats = { published: 0, duplicates: 0, publishErrors: 0, applied: 0, messages: 0, refused: 0 };
 
@@ -139,7 +140,11 @@ export class Replicator {
   /** Connect, create streams and consumers, resume consuming after the stored positions. */
   async start(opts: { rebuild: boolean }): Promise<void> {
     const t = this.o.transport;
-    await t.connect();
+    // Idempotent up to here, so a start that failed (JetStream unavailable) can be retried.
+    if (!this.connected) {
+      await t.connect();
+      this.connected = true;
+    }
     await t.ensureStreams();
     const stored = this.o.store.positions();
     const startAfterSeq: Record<string, number> = {};
@@ -166,7 +171,12 @@ export class Replicator {
     return false;
   }
 
+  /** Whether the consumers have reached the streams' ends once (at start, or since). */
   get isCaughtUp(): boolean {
+    if (!this.caughtUp && this.o.transport.status().consuming) {
+      const streams = Object.values(this.o.transport.status().streams);
+      if (streams.length > 0 && streams.every((s) => s.pending === 0)) this.caughtUp = true;
+    }
     return this.caughtUp;
   }
 
@@ -340,7 +350,7 @@ export class Replicator {
       connected: t.connected,
       server: t.server,
       streamsReady: t.streamsReady,
-      caughtUp: this.caughtUp,
+      caughtUp: this.isCaughtUp,
       reconnects: t.reconnects,
       lastError: t.lastError,
       streams: t.streams,
