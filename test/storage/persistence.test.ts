@@ -1,0 +1,101 @@
+/**
+ * A failing state-store write never loses counts: the rows are kept and written by the next
+ * successful flush, the failure is reported, and a `sync` commit barrier rejects so the waiting
+ * request knows. Real SQLite files; the fault is injected by failing the store's write once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.ts';
+import { StorageError } from '../../src/engine/errors.ts';
+import { parseRules } from '../../src/engine/rules.ts';
+import { Persistence } from '../../src/storage/persistence.ts';
+import { SqliteStore, type Durability, type WriteBatch } from '../../src/storage/sqlite.ts';
+
+const T0 = 1_800_000_000_000;
+const dirs: string[] = [];
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function rig(durability: Durability, dir = mkdtempSync(join(tmpdir(), 'limiter-persist-'))) {
+  if (!dirs.includes(dir)) dirs.push(dir);
+  const rules = parseRules('version: 1\nrules:\n  - id: r\n    key: "*"\n    limits: [{ limit: 100, window: 1h }]\n', 'rules.yaml');
+  const engine = new Engine({ nodeId: 'n1', rules });
+  const store = new SqliteStore({ dir, nodeId: 'n1', durability });
+  const real = store.write.bind(store);
+  const fault = { failNext: 0 };
+  store.write = (batch: WriteBatch) => {
+    if (fault.failNext > 0) {
+      fault.failNext--;
+      throw new StorageError('disk I/O error (injected)');
+    }
+    real(batch);
+  };
+  const errors: StorageError[] = [];
+  const persistence = new Persistence({ engine, store, durability, flushIntervalMs: 50, now: () => T0, onError: (e) => errors.push(e) });
+  return { dir, engine, store, persistence, fault, errors };
+}
+
+function usage(engine: Engine, key: string): number {
+  return engine.inspect(key, undefined, T0).limits[0]!.usage;
+}
+
+describe('persistence under write failures', () => {
+  it('keeps the rows of a failed flush and writes them with the next one', () => {
+    const r = rig('batch');
+    for (let i = 0; i < 5; i++) r.engine.decide({ key: 'a' }, T0);
+    r.fault.failNext = 1;
+    expect(() => r.persistence.flush()).toThrow(StorageError);
+    expect(r.persistence.stats.failures).toBe(1);
+    expect(r.persistence.stats.retryRows).toBeGreaterThan(0);
+
+    for (let i = 0; i < 3; i++) r.engine.decide({ key: 'b' }, T0);
+    expect(r.persistence.flush()).toBeGreaterThanOrEqual(2);
+    expect(r.persistence.stats.retryRows).toBe(0);
+    r.persistence.stop();
+    r.store.close();
+
+    // Everything counted before and after the failure is on disk.
+    const again = rig('batch', r.dir);
+    again.persistence.restore();
+    expect(usage(again.engine, 'a')).toBe(5);
+    expect(usage(again.engine, 'b')).toBe(3);
+    again.persistence.stop();
+    again.store.close();
+  });
+
+  it('in sync mode a failed group commit rejects the barrier, and the next commit carries the rows', async () => {
+    const r = rig('sync');
+    r.engine.decide({ key: 'a' }, T0);
+    r.fault.failNext = 1;
+    await expect(r.persistence.commitBarrier()).rejects.toBeInstanceOf(StorageError);
+    expect(r.errors).toHaveLength(1);
+
+    r.engine.decide({ key: 'a' }, T0);
+    await expect(r.persistence.commitBarrier()).resolves.toBeUndefined();
+    r.persistence.stop();
+    r.store.close();
+
+    const again = rig('sync', r.dir);
+    again.persistence.restore();
+    expect(usage(again.engine, 'a')).toBe(2);
+    again.persistence.stop();
+    again.store.close();
+  });
+
+  it('the final flush at stop writes what the timer had not', () => {
+    const r = rig('batch');
+    r.persistence.start();
+    for (let i = 0; i < 4; i++) r.engine.decide({ key: 'c' }, T0);
+    r.persistence.stop();
+    r.store.close();
+    const again = rig('batch', r.dir);
+    again.persistence.restore();
+    expect(usage(again.engine, 'c')).toBe(4);
+    again.persistence.stop();
+    again.store.close();
+  });
+});
