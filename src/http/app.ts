@@ -13,7 +13,7 @@
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
+import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { Decision, Limiter } from '../engine/types.ts';
 import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
 import { RateLimitHeaders } from './headers.ts';
@@ -184,18 +184,21 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   /** Runs `send` now, or after the durability barrier when something was counted. */
   const afterCommit = (reply: FastifyReply, counted: boolean, send: () => FastifyReply): FastifyReply | Promise<FastifyReply> => {
     if (!counted || commit === undefined) return send();
+    // `sync` durability promises that nothing answered as admitted is lost. When the commit
+    // fails that promise cannot be kept, so the answer is 503 STORAGE_FAILURE instead of the
+    // decision; the count stays in memory (conservative) and is retried by the next flush.
+    const failed = (err: unknown): never => {
+      reply.log.error({ err }, 'commit failed; answering 503');
+      throw new StorageError(`counted, but not made durable: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    };
     let barrier: Promise<unknown> | undefined | void;
     try {
       barrier = commit();
     } catch (err) {
-      reply.log.error({ err }, 'commit barrier failed; answering from memory');
-      return send();
+      return failed(err);
     }
     if (barrier === undefined) return send();
-    return barrier.then(send, (err: unknown) => {
-      reply.log.error({ err }, 'commit barrier failed; answering from memory');
-      return send();
-    });
+    return barrier.then(send, failed);
   };
 
   const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number) => {

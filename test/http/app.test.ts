@@ -664,12 +664,27 @@ describe('commit barrier (sync durability)', () => {
     }
   });
 
-  it('still answers the decision when the barrier fails', async () => {
+  it('answers 503 STORAGE_FAILURE when the commit fails: admitted but not durable is not promised', async () => {
     const a = build({ commit: () => Promise.reject(new Error('disk full')) });
     try {
       const r = await check({ key: fresh('k:') }, a);
-      expect(r.statusCode).toBe(200);
-      expect(decision(r).allowed).toBe(true);
+      expect(r.statusCode).toBe(503);
+      expect(r.json()).toMatchObject({ error: 'STORAGE_FAILURE' });
+      expect(r.json().message).toMatch(/disk full/);
+      const t = build({
+        commit: () => {
+          throw new Error('locked');
+        },
+      });
+      try {
+        const r2 = await t.inject({ method: 'POST', url: '/v1/refund', payload: { key: fresh('k:'), cost: 1 } });
+        // Nothing was counted for a fresh key, so nothing had to be committed.
+        expect(r2.statusCode).toBe(200);
+        const r3 = await check({ key: fresh('k:') }, t);
+        expect(r3.statusCode).toBe(503);
+      } finally {
+        await t.close();
+      }
     } finally {
       await a.close();
     }
