@@ -234,6 +234,8 @@ function isNotFound(err: unknown, errCode: number): boolean {
   return err instanceof NatsError && err.api_error?.err_code === errCode;
 }
 const STREAM_NOT_FOUND = 10059;
+/** "stream name already in use": another node created it first (also with the same config, on 2.9). */
+const STREAM_NAME_IN_USE = 10058;
 const CONSUMER_NOT_FOUND = 10014;
 
 function toError(err: unknown): Error {
@@ -487,7 +489,9 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
         await this.jsm.streams.info(cfg.name);
       } catch (err) {
         if (!isNotFound(err, STREAM_NOT_FOUND)) continue;
-        await this.jsm.streams.add(cfg).catch((e: unknown) => this.fail(toError(e)));
+        await this.jsm.streams.add(cfg).catch((e: unknown) => {
+          if (!isNotFound(e, STREAM_NAME_IN_USE)) this.fail(toError(e));
+        });
       }
     }
     for (const cfg of this.streamConfigs()) await this.retrying(`ensure stream ${cfg.name}`, () => this.ensureStream(cfg));
@@ -501,7 +505,13 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
       info = await this.jsm.streams.info(cfg.name);
     } catch (err) {
       if (!isNotFound(err, STREAM_NOT_FOUND)) throw err;
-      return this.jsm.streams.add(cfg);
+      try {
+        return await this.jsm.streams.add(cfg);
+      } catch (addErr) {
+        // Another node created it between the lookup and the add: check what it created.
+        if (!isNotFound(addErr, STREAM_NAME_IN_USE)) throw addErr;
+        info = await this.jsm.streams.info(cfg.name);
+      }
     }
     const c = info.config;
     if (c.storage !== cfg.storage || c.retention !== cfg.retention) {

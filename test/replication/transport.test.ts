@@ -17,7 +17,7 @@ import {
   type ReplicatedMessage,
   type TransportOptions,
 } from '../../src/replication/transport.ts';
-import { aggregateStreamName, durableName, nodeSubject, parseNodeSubject, regionStreamName } from '../../src/replication/subjects.ts';
+import { aggregateStreamName, durableName, nodeSubject, parseNodeSubject, regionStreamName, regionSubjects } from '../../src/replication/subjects.ts';
 
 const REGIONS = ['us-east', 'eu-west', 'ap-south'];
 const enc = new TextEncoder();
@@ -496,4 +496,35 @@ describe('JetStreamTransport on a single standalone server (the root nats.conf l
       await s.stopAll();
     }
   });
+});
+
+describe('JetStreamTransport: nodes of every region starting at once', () => {
+  let sc: Supercluster | undefined;
+  const transports: JetStreamTransport[] = [];
+  afterAll(async () => {
+    await Promise.allSettled(transports.map((t) => t.close()));
+    await sc?.stopAll();
+  }, 30_000);
+
+  it('all create or adopt the same streams; none fails because another created a stream first', async () => {
+    sc = await startSupercluster({ regions: REGIONS });
+    const ids = REGIONS.flatMap((r) => [`${r}-1`, `${r}-2`, `${r}-3`].map((id) => [r, id] as const));
+    const started = await Promise.allSettled(
+      ids.map(async ([region, nodeId]) => {
+        const t = new JetStreamTransport({ servers: sc!.region(region).url, region, regions: REGIONS, nodeId });
+        transports.push(t);
+        await t.connect();
+        await t.ensureStreams();
+        return t;
+      }),
+    );
+    const failures = started.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
+    expect(failures).toEqual([]);
+    const jsm = await transports[0]!.connection.jetstreamManager();
+    for (const r of REGIONS) {
+      expect((await jsm.streams.info(regionStreamName(r))).config.subjects).toEqual([regionSubjects(r)]);
+      const agg = await jsm.streams.info(aggregateStreamName(r));
+      expect((agg.config.sources ?? []).map((s) => s.name).sort()).toEqual(REGIONS.filter((x) => x !== r).map(regionStreamName).sort());
+    }
+  }, 90_000);
 });

@@ -1,0 +1,572 @@
+/**
+ * `npm run regions`: runs every region of the topology in regions/*.json on this machine.
+ *
+ * Per region one nats-server (the generated config layout from regions/topology.ts, bound to
+ * 127.0.0.1, with a fresh JetStream store dir) and every limiter node of the region as a
+ * process `node --import tsx src/main.ts --node-id ID --region R --regions all,regions
+ * --nats nats://127.0.0.1:<clientPort> --rules FILE --data <root>/nodes/<id> --host 127.0.0.1
+ * --port <httpPort>`. Ports are the topology's, shifted by --port-offset.
+ * It waits until JetStream is ready on every server (meta leader elected with every region in
+ * the meta group) and every node has logged its "listening" line, then prints a table of the
+ * nodes and a curl hint.
+ *
+ * Logs: every child's full output goes to <root>/logs/<name>.log; the terminal shows only node
+ * warn/error/fatal lines and nats-server [ERR]/[FTL] lines (everything with --verbose), each
+ * prefixed by the process name.
+ *
+ * Ctrl-C / SIGTERM: stops the nodes (SIGTERM, SIGKILL after 10 s), then the nats-servers, removes
+ * the temp root and exits 0. A child that dies on its own, or a failed start-up, stops everything
+ * with exit 1 and keeps the temp root so its logs can be read.
+ * Children run in their own process groups so a terminal Ctrl-C reaches only the launcher, which
+ * then stops them in order (nodes before their NATS servers); SIGHUP is handled the same way. A
+ * launcher killed with SIGKILL cannot stop them: then kill the pids it printed.
+ *
+ *   npm run regions -- [--rules FILE] [--keep-data DIR] [--port-offset N] [--verbose]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connect, type NatsConnection } from 'nats';
+import {
+  loadTopology,
+  natsServerName,
+  renderRegionNatsConfig,
+  type NatsPorts,
+  type RegionAddress,
+  type Topology,
+  TopologyError,
+} from '../regions/topology.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
+const HOST = '127.0.0.1';
+const NATS_READY_TIMEOUT_MS = 30_000;
+const NODE_LISTEN_TIMEOUT_MS = 120_000;
+const STOP_GRACE_MS = 10_000;
+/**
+ * Nodes run as `node --import <tsx loader> src/main.ts`, not through the `tsx` CLI: the CLI runs
+ * the program in a second process and relays signals, so each node would be two processes and a
+ * SIGKILL of the CLI would leave the node running.
+ */
+const TSX_LOADER = import.meta.resolve('tsx');
+
+const USAGE = `usage: npm run regions -- [options]
+
+Runs every region in regions/*.json locally: one nats-server per region and every limiter node.
+
+options:
+  --rules FILE        rules file for every node (default: examples/rules.yaml)
+  --keep-data DIR     keep NATS stores, node data and logs in DIR (reused on the next run)
+                      instead of a temp dir removed on exit
+  --port-offset N     add N to every port of the topology (run beside another copy)
+  --verbose, -v       show every log line of every process (default: warn/error only)
+  --help, -h          show this help`;
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+interface Options {
+  rules: string;
+  keepData: string | undefined;
+  portOffset: number;
+  verbose: boolean;
+}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`regions: ${message}\n`);
+  process.exit(code);
+}
+
+function parseOptions(argv: string[]): Options {
+  let values: { rules?: string; 'keep-data'?: string; 'port-offset'?: string; verbose?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        rules: { type: 'string' },
+        'keep-data': { type: 'string' },
+        'port-offset': { type: 'string' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${USAGE}`, 2);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const offsetText = values['port-offset'] ?? '0';
+  if (!/^-?\d+$/.test(offsetText.trim())) fail(`--port-offset: "${offsetText}" is not an integer`, 2);
+  const rules = values.rules !== undefined ? resolve(values.rules) : join(ROOT, 'examples', 'rules.yaml');
+  if (!existsSync(rules)) fail(`rules file not found: ${rules}`, 2);
+  return {
+    rules,
+    keepData: values['keep-data'] !== undefined ? resolve(values['keep-data']) : undefined,
+    portOffset: Number(offsetText),
+    verbose: values.verbose === true,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan: ports after the offset, with what each is for
+
+interface PlannedRegion {
+  name: string;
+  nats: NatsPorts;
+  natsUrl: string;
+  monitorUrl: string;
+  nodes: Array<{ id: string; httpPort: number }>;
+}
+
+function plan(topology: Topology, offset: number): PlannedRegion[] {
+  const shift = (p: number, what: string) => {
+    const q = p + offset;
+    if (q < 1 || q > 65535) fail(`--port-offset ${offset} moves ${what} (${p}) to ${q}, outside 1..65535`, 2);
+    return q;
+  };
+  return topology.regions.map((r) => {
+    const nats: NatsPorts = {
+      clientPort: shift(r.nats.clientPort, `${r.name} nats.clientPort`),
+      clusterPort: shift(r.nats.clusterPort, `${r.name} nats.clusterPort`),
+      gatewayPort: shift(r.nats.gatewayPort, `${r.name} nats.gatewayPort`),
+      monitorPort: shift(r.nats.monitorPort, `${r.name} nats.monitorPort`),
+    };
+    return {
+      name: r.name,
+      nats,
+      natsUrl: `nats://${HOST}:${nats.clientPort}`,
+      monitorUrl: `http://${HOST}:${nats.monitorPort}`,
+      nodes: r.nodes.map((n) => ({ id: n.id, httpPort: shift(n.httpPort, `${n.id} httpPort`) })),
+    };
+  });
+}
+
+function portsOf(regions: PlannedRegion[]): Array<{ port: number; what: string }> {
+  const out: Array<{ port: number; what: string }> = [];
+  for (const r of regions) {
+    for (const [k, v] of Object.entries(r.nats)) out.push({ port: v, what: `${r.name} NATS ${k}` });
+    for (const n of r.nodes) out.push({ port: n.httpPort, what: `node ${n.id} HTTP` });
+  }
+  return out;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
+    const s = net.createServer();
+    s.once('error', () => resolvePort(false));
+    s.listen({ port, host: HOST, exclusive: true }, () => s.close(() => resolvePort(true)));
+  });
+}
+
+function checkNatsServer(): void {
+  const r = spawnSync(NATS_SERVER_BIN, ['--version'], { encoding: 'utf8' });
+  if (r.error) {
+    const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
+    fail(
+      missing
+        ? `nats-server not found (looked for "${NATS_SERVER_BIN}"${NATS_SERVER_BIN.includes('/') ? '' : ' on PATH'}). Install it: apt-get install nats-server (or set NATS_SERVER_BIN)`
+        : `cannot run ${NATS_SERVER_BIN}: ${r.error.message}`,
+    );
+  }
+  if (r.status !== 0) fail(`${NATS_SERVER_BIN} --version failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+type Kind = 'nats' | 'node';
+
+interface Child {
+  kind: Kind;
+  name: string;
+  proc: ChildProcess;
+  exited: Promise<void>;
+  /** Last lines of output, for failure reports. */
+  tail: string[];
+  running: boolean;
+  /** Called with every output line (stdout and stderr). */
+  lineListeners: Set<(line: string) => void>;
+}
+
+const children: Child[] = [];
+let stopping = false;
+let natsStopping = false;
+let verbose = false;
+
+/** Thrown by startup waits once shutdown has begun. */
+class Stopped extends Error {}
+
+const C = process.stdout.isTTY && !process.env.NO_COLOR ? { dim: '\x1b[2m', red: '\x1b[31m', yellow: '\x1b[33m', reset: '\x1b[0m' } : { dim: '', red: '', yellow: '', reset: '' };
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+const PINO_LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const PINO_SKIP = new Set(['level', 'time', 'pid', 'hostname', 'node', 'region', 'msg']);
+
+/** A node's pino line for the terminal, or null when it is filtered out. */
+function formatNodeLine(line: string): string | null {
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line; // not a log record (e.g. a crash trace on stderr): always show
+  }
+  if (typeof j !== 'object' || j === null || typeof j.level !== 'number') return line;
+  if (!verbose && j.level < 40) return null;
+  const rest = Object.fromEntries(Object.entries(j).filter(([k]) => !PINO_SKIP.has(k)));
+  const level = PINO_LEVELS[j.level] ?? String(j.level);
+  const color = j.level >= 50 ? C.red : j.level >= 40 ? C.yellow : '';
+  return `${color}${level.padEnd(5)}${C.reset} ${String(j.msg ?? '')}${Object.keys(rest).length ? ` ${C.dim}${JSON.stringify(rest)}${C.reset}` : ''}`;
+}
+
+/** A nats-server log line for the terminal, or null when it is filtered out. */
+function formatNatsLine(line: string): string | null {
+  if (verbose) return line;
+  // Stopping servers log broken gateway connections to each other: expected, not shown.
+  if (natsStopping) return null;
+  return /\[(ERR|FTL)\]/.test(line) ? `${C.red}${line}${C.reset}` : null;
+}
+
+function startChild(kind: Kind, name: string, cmd: string, args: string[], logFile: string): Child {
+  const log: WriteStream = createWriteStream(logFile, { flags: 'a' });
+  log.on('error', () => {}); // a log file that cannot be written must not stop the launcher
+  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child: Child = { kind, name, proc, tail: [], running: true, exited: Promise.resolve(), lineListeners: new Set() };
+  const width = 12;
+  const onLine = (line: string) => {
+    if (!log.writableEnded) log.write(`${line}\n`);
+    child.tail.push(line);
+    if (child.tail.length > 40) child.tail.shift();
+    const shown = kind === 'node' ? formatNodeLine(line) : formatNatsLine(line);
+    if (shown !== null) say(`${C.dim}[${name.padEnd(width)}]${C.reset} ${shown}`);
+    for (const l of child.lineListeners) l(line);
+  };
+  createInterface({ input: proc.stdout! }).on('line', onLine);
+  createInterface({ input: proc.stderr! }).on('line', onLine);
+  child.exited = new Promise<void>((done) => {
+    const finish = (info: string) => {
+      if (!child.running) return;
+      child.running = false;
+      done();
+      if (!stopping) {
+        const label = kind === 'nats' ? `nats-server of ${name.replace(/^nats-/, '')}` : `node ${name}`;
+        process.stderr.write(
+          `\n${C.red}regions: ${label} (pid ${proc.pid ?? '?'}) exited unexpectedly: ${info}${C.reset}\n` +
+            (child.tail.length ? `  last output:\n${child.tail.slice(-15).map((l) => `    ${l}`).join('\n')}\n` : '') +
+            `  full log: ${logFile}\n`,
+        );
+        void shutdown(1);
+      }
+    };
+    proc.once('exit', (code, signal) => finish(signal ? `killed by ${signal}` : `exit code ${code}`));
+    proc.once('error', (err) => finish(`failed to start: ${err.message}`));
+  });
+  proc.once('close', () => log.end()); // after the last output line was read
+  children.push(child);
+  return child;
+}
+
+async function stopChildren(list: Child[]): Promise<void> {
+  await Promise.all(
+    list.map(async (c) => {
+      if (!c.running) return;
+      c.proc.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        if (c.running) {
+          process.stderr.write(`regions: ${c.name} did not stop in ${STOP_GRACE_MS / 1000} s; killing it\n`);
+          c.proc.kill('SIGKILL');
+        }
+      }, STOP_GRACE_MS);
+      await c.exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
+// Last resort: never leave a child behind, even when the launcher dies of an error.
+process.on('exit', () => {
+  for (const c of children) {
+    if (c.running) {
+      try {
+        c.proc.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+let dataRoot: string | undefined;
+let removeDataRoot = false;
+let shutdownPromise: Promise<never> | undefined;
+
+function shutdown(code: number): Promise<never> {
+  shutdownPromise ??= (async () => {
+    stopping = true;
+    const nodes = children.filter((c) => c.kind === 'node' && c.running);
+    const servers = children.filter((c) => c.kind === 'nats' && c.running);
+    if (nodes.length) say(`stopping ${nodes.length} node(s)...`);
+    await stopChildren(nodes);
+    natsStopping = true;
+    if (servers.length) say(`stopping ${servers.length} nats-server(s)...`);
+    await stopChildren(servers);
+    if (dataRoot) {
+      if (removeDataRoot && code !== 0) {
+        say(`kept ${dataRoot} for its logs (remove it when done)`);
+      } else if (removeDataRoot) {
+        await rm(dataRoot, { recursive: true, force: true }).catch((err: unknown) => {
+          process.stderr.write(`regions: could not remove ${dataRoot}: ${(err as Error).message}\n`);
+        });
+        say(`removed ${dataRoot}`);
+      } else say(`data kept in ${dataRoot}`);
+    }
+    say(code === 0 ? 'stopped' : `stopped (exit ${code})`);
+    process.exit(code);
+  })();
+  return shutdownPromise;
+}
+
+let repeatNoted = false;
+const onSignal = (signal: NodeJS.Signals) => {
+  if (stopping) {
+    // Under `npm run` one Ctrl-C can arrive twice (terminal and npm both signal): never force.
+    if (!repeatNoted) say(`(${signal}: already stopping; a child that hangs is killed after ${STOP_GRACE_MS / 1000} s)`);
+    repeatNoted = true;
+    return;
+  }
+  say(`\n${signal}: shutting down`);
+  void shutdown(0);
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// Children run in their own process groups: a closed terminal must stop them through us too.
+process.on('SIGHUP', onSignal);
+process.stdout.on('error', () => {});
+
+// ---------------------------------------------------------------------------------------------
+// Readiness
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    if (stopping) throw new Stopped();
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (stopping) throw new Stopped();
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await delay(100);
+  }
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res.json();
+}
+
+interface Jsz {
+  meta_cluster?: { leader?: string; cluster_size?: number; replicas?: Array<{ current: boolean; offline?: boolean }> };
+}
+
+/**
+ * JetStream is ready on a server when /healthz (JetStream enabled) answers ok, /jsz shows a meta
+ * leader with every region in the meta group (all current, as the leader sees them), and a
+ * JetStream API request through a client is answered. Same conditions as the test helper
+ * test/helpers/nats-cluster.ts (not imported: scripts/ do not depend on test/).
+ */
+async function jetStreamReady(r: PlannedRegion, size: number): Promise<true | undefined> {
+  const health = await fetch(`${r.monitorUrl}/healthz?js-enabled-only=true`, { signal: AbortSignal.timeout(1000) });
+  if (!health.ok) return undefined;
+  const meta = ((await getJson(`${r.monitorUrl}/jsz`)) as Jsz).meta_cluster;
+  if (size > 1) {
+    if (!meta?.leader || meta.cluster_size !== size) return undefined;
+    const replicas = meta.replicas;
+    if (replicas && (replicas.length !== size - 1 || replicas.some((x) => !x.current || x.offline))) return undefined;
+  }
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connect({ servers: r.natsUrl, timeout: 1000, reconnect: false });
+    const jsm = await nc.jetstreamManager({ timeout: 1000 });
+    await jsm.getAccountInfo();
+    return true;
+  } finally {
+    await nc?.close().catch(() => {});
+  }
+}
+
+/** Resolves with the node's URL from its {"msg":"listening","url":...} log line. */
+function listeningUrl(child: Child, timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolveUrl, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      child.lineListeners.delete(onLine);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`node ${child.name} did not log "listening" within ${timeoutMs / 1000} s (log: ${child.name}.log)`));
+    }, timeoutMs);
+    const onLine = (line: string) => {
+      let j: { msg?: unknown; url?: unknown };
+      try {
+        j = JSON.parse(line) as { msg?: unknown; url?: unknown };
+      } catch {
+        return; // not JSON
+      }
+      if (j.msg === 'listening' && typeof j.url === 'string') {
+        done();
+        resolveUrl(j.url);
+      }
+    };
+    child.lineListeners.add(onLine);
+    void child.exited.then(() => {
+      done();
+      reject(new Stopped());
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  verbose = opts.verbose;
+  checkNatsServer();
+  let topology: Topology;
+  try {
+    topology = loadTopology();
+  } catch (err) {
+    if (err instanceof TopologyError) fail(err.message);
+    throw err;
+  }
+  const regions = plan(topology, opts.portOffset);
+  const busy: string[] = [];
+  for (const { port, what } of portsOf(regions)) if (!(await portFree(port))) busy.push(`  ${port} (${what})`);
+  if (busy.length) {
+    fail(
+      `port(s) already in use on ${HOST}:\n${busy.join('\n')}\n` +
+        `Is another "npm run regions" or nats-server running? Stop it, or shift every port with --port-offset N.`,
+    );
+  }
+
+  if (opts.keepData) {
+    mkdirSync(opts.keepData, { recursive: true });
+    dataRoot = opts.keepData;
+  } else {
+    dataRoot = await mkdtemp(join(os.tmpdir(), 'limiter-launcher-'));
+    removeDataRoot = true;
+  }
+  const logDir = join(dataRoot, 'logs');
+  mkdirSync(logDir, { recursive: true });
+
+  // NATS: the generated layout, every listener on 127.0.0.1, gateways dialled on 127.0.0.1.
+  const addresses: Record<string, RegionAddress> = Object.fromEntries(regions.map((r) => [r.name, { ports: r.nats, host: HOST }]));
+  const t0 = Date.now();
+  say(`starting ${regions.length} nats-servers (${regions.map((r) => r.name).join(', ')}), data in ${dataRoot}`);
+  for (const r of regions) {
+    const dir = join(dataRoot, 'nats', r.name);
+    const storeDir = join(dir, 'jetstream');
+    mkdirSync(storeDir, { recursive: true });
+    const conf = join(dir, 'nats.conf');
+    await writeFile(conf, renderRegionNatsConfig(topology, r.name, { storeDir, listenHost: HOST, routeHost: HOST, addresses, header: false }));
+    startChild('nats', natsServerName(r.name), NATS_SERVER_BIN, ['-c', conf], join(logDir, `${natsServerName(r.name)}.log`));
+  }
+  await Promise.all(regions.map((r) => until(`JetStream on ${r.name} (${r.monitorUrl}/jsz)`, NATS_READY_TIMEOUT_MS, () => jetStreamReady(r, regions.length))));
+  say(`JetStream ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const allRegions = regions.map((r) => r.name).join(',');
+  const nodeCount = regions.reduce((n, r) => n + r.nodes.length, 0);
+  say(`starting ${nodeCount} limiter node(s) with rules ${opts.rules}`);
+  const started: Array<{ region: PlannedRegion; id: string; child: Child; url: Promise<string> }> = [];
+  const startNodeProcess = (r: PlannedRegion, n: { id: string; httpPort: number }) => {
+    const args = [
+      '--import',
+      TSX_LOADER,
+      join(ROOT, 'src', 'main.ts'),
+      '--node-id', n.id,
+      '--region', r.name,
+      '--regions', allRegions,
+      '--nats', r.natsUrl,
+      '--rules', opts.rules,
+      '--data', join(dataRoot!, 'nodes', n.id),
+      '--host', HOST,
+      '--port', String(n.httpPort),
+    ];
+    const child = startChild('node', n.id, process.execPath, args, join(logDir, `${n.id}.log`));
+    const s = { region: r, id: n.id, child, url: listeningUrl(child, NODE_LISTEN_TIMEOUT_MS) };
+    started.push(s);
+    return s;
+  };
+  // Nodes that create streams start one at a time: the first node creates every region's
+  // stream, the first of each region its region's aggregate. Two nodes creating the same stream
+  // at once race (both see it missing, the second add is refused by nats-server 2.9 with "stream
+  // name already in use with a different configuration" and that node exits). The other nodes
+  // only add their own durable consumers and start together.
+  for (const r of regions) await startNodeProcess(r, r.nodes[0]!).url;
+  for (const r of regions) for (const n of r.nodes.slice(1)) startNodeProcess(r, n);
+  const urls = await Promise.all(started.map((s) => s.url));
+  say(`${nodeCount} node(s) listening after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  const listed = started
+    .map((s, i) => ({ ...s, url: urls[i]! }))
+    .sort((x, y) => x.region.name.localeCompare(y.region.name) || x.id.localeCompare(y.id));
+  const rows = [['REGION', 'NODE', 'URL', 'NATS', 'PID']];
+  for (const s of listed) rows.push([s.region.name, s.id, s.url, s.region.natsUrl, String(s.child.proc.pid ?? '?')]);
+  for (const line of table(rows)) say(`  ${line}`);
+  const natsRows = [['REGION', 'NATS SERVER', 'MONITOR', 'PID']];
+  for (const r of regions) {
+    const c = children.find((x) => x.kind === 'nats' && x.name === natsServerName(r.name))!;
+    natsRows.push([r.name, natsServerName(r.name), r.monitorUrl, String(c.proc.pid ?? '?')]);
+  }
+  say('');
+  for (const line of table(natsRows)) say(`  ${line}`);
+  const a = listed[listed.length - 1]!.url;
+  const b = listed[0]!.url;
+  say('');
+  say(`try:  curl -s -X POST ${a}/v1/check -H 'content-type: application/json' -d '{"key":"demo"}'`);
+  say(`      curl -s '${b}/v1/usage?key=demo'    # the same count, seen from another region`);
+  say(`logs: ${logDir}/<name>.log (terminal shows ${verbose ? 'every line' : 'warn/error lines only; --verbose for all'})`);
+  say(`data: ${dataRoot}${removeDataRoot ? ' (removed on exit)' : ' (kept)'}`);
+  say(`ready: ${nodeCount} node(s) in ${regions.length} region(s). Ctrl-C to stop.`);
+}
+
+main().catch(async (err: unknown) => {
+  if (err instanceof Stopped || stopping) {
+    await (shutdownPromise ?? shutdown(1));
+    return;
+  }
+  process.stderr.write(`${C.red}regions: start-up failed: ${(err as Error)?.message ?? String(err)}${C.reset}\n`);
+  for (const c of children) {
+    if (c.running && c.tail.length && (err as Error)?.message?.includes(c.name.replace(/^nats-/, ''))) {
+      process.stderr.write(`  last output of ${c.name}:\n${c.tail.slice(-15).map((l) => `    ${l}`).join('\n')}\n`);
+    }
+  }
+  await shutdown(1);
+});
