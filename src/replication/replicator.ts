@@ -182,6 +182,11 @@ export class Replicator {
 
   /** Merge one replicated message. Throws CodecError for a message that can never be applied. */
   private handle(msg: ReplicatedMessage): void {
+    // A node that rebuilt from the streams is handed its own messages too (deliverOwn). Once it
+    // has caught up, every own message still to come was cut from this engine's own cells, so
+    // merging it changes nothing: skip it before decoding (the transport acks it), as a node
+    // that kept its state never sees them.
+    if (this.caughtUp && msg.subject === this.o.transport.subject) return;
     const now = this.o.now();
     let env;
     try {

@@ -106,22 +106,32 @@ export function gatewayPeer(head: Buffer): string | null | undefined {
   }
 }
 
-/** Free TCP ports, found by binding port 0 (all held at once so they differ). */
+/**
+ * Free TCP ports for servers the tests start. They are drawn at random below the kernel's
+ * ephemeral range (32768–60999 here), each checked by binding it, and never handed out twice
+ * by this process: a port from the ephemeral range (what binding port 0 gives) can be taken by
+ * any outgoing connection between the check and the server's own bind.
+ */
+const handedOut = new Set<number>();
+const PORT_MIN = 20_000;
+const PORT_MAX = 32_000;
+
 export async function freePorts(n: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
+  const out: number[] = [];
+  for (let attempts = 0; out.length < n; attempts++) {
+    if (attempts > 10_000) throw new Error(`no ${n} free ports between ${PORT_MIN} and ${PORT_MAX}`);
+    const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+    if (handedOut.has(port)) continue;
+    const ok = await new Promise<boolean>((resolve) => {
       const s = net.createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve());
-      });
-    }
-    return servers.map((s) => (s.address() as net.AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (!ok) continue;
+    handedOut.add(port);
+    out.push(port);
   }
+  return out;
 }
 
 const live = new Set<ChildProcess>();

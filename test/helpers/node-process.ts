@@ -1,15 +1,18 @@
 /**
- * Runs a limiter node as a real process (`tsx src/main.ts`) on a free port, for restart and
- * crash tests. The URL is read from the node's "listening" log line.
+ * Runs a limiter node as a real process (`node --import tsx src/main.ts`: one process, so
+ * `kill9()` kills the node itself) on a free port, for restart and crash tests. The URL is read
+ * from the node's "listening" log line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const tsx = join(root, 'node_modules', '.bin', 'tsx');
+// Node itself with tsx's loader, not the `tsx` CLI: the CLI runs the program in a child process,
+// so killing the CLI with SIGKILL would leave the node running (and holding its data directory).
+const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
 export interface NodeProcess {
   url: string;
@@ -22,14 +25,17 @@ export interface NodeProcess {
 }
 
 export async function startNodeProcess(args: string[], env: Record<string, string> = {}): Promise<NodeProcess> {
-  const proc = spawn(tsx, [join(root, 'src', 'main.ts'), '--port', '0', '--log-level', 'info', ...args], {
+  const proc = spawn(process.execPath, ['--import', tsxLoader, join(root, 'src', 'main.ts'), '--port', '0', '--log-level', 'info', ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start in 30 s:\n${logs.join('\n')}`)), 30_000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`node did not start in 30 s:\n${logs.join('\n')}`));
+    }, 30_000);
     const rl = createInterface({ input: proc.stdout! });
     rl.on('line', (line) => {
       logs.push(line);
