@@ -62,8 +62,12 @@ export const DEFAULT_MAX_DELIVER = 10;
 export const DEFAULT_MAX_ACK_PENDING = 1000;
 /** Messages pulled per request. */
 export const DEFAULT_BATCH = 256;
-/** Pull request expiry; also bounds how long a lost pull request stalls a consumer. */
-export const DEFAULT_PULL_EXPIRES_MS = 5_000;
+/**
+ * Pull request expiry; also bounds how long a lost pull request stalls a consumer (the client
+ * re-pulls at expiry, and its idle heartbeat is half of it). Short, because a stall is
+ * replication lag and so overshoot; an idle consumer costs one small request per expiry.
+ */
+export const DEFAULT_PULL_EXPIRES_MS = 1_500;
 
 /** Client options that detect a dead server in ~6 s and reconnect forever (see FACTS.md). */
 export const RECONNECT_OPTIONS = {
@@ -113,7 +117,7 @@ export interface TransportOptions {
   maxAckPending?: number;
   /** Messages per pull (default 256). */
   batch?: number;
-  /** Pull expiry in ms (default 5 s, minimum 1 s). */
+  /** Pull expiry in ms (default 1.5 s, minimum 1 s). */
   pullExpiresMs?: number;
   /** Timeout of JetStream API calls and publishes in ms (default 5 s). */
   requestTimeoutMs?: number;
