@@ -56,6 +56,22 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
 };
 
+/** The --help text: every option with its environment variable and default. */
+export function usage(): string {
+  const rows = Object.values(OPTIONS).map((o) => [`--${o.flag} ${o.type === 'list' ? 'A,B' : o.type === 'duration' ? 'DURATION' : o.type === 'integer' ? 'N' : 'VALUE'}`, o.env, o.default === undefined ? '(required)' : o.default === '' ? '(empty)' : o.default, o.help]);
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const w2 = Math.max(...rows.map((r) => r[2].length));
+  return [
+    'usage: tsx src/main.ts --rules FILE [options]',
+    '',
+    'Flags win over environment variables.',
+    '',
+    ...rows.map((r) => `  ${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2].padEnd(w2)}  ${r[3]}`),
+    '',
+  ].join('\n');
+}
+
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,

@@ -3,11 +3,15 @@
  * Invalid configuration stops start-up with every problem listed; SIGTERM and SIGINT flush
  * the state store and exit cleanly.
  */
-import { loadConfig } from './config.ts';
+import { loadConfig, usage } from './config.ts';
 import { ConfigError, LimiterError } from './engine/errors.ts';
 import { startNode } from './node.ts';
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(usage());
+    return;
+  }
   const config = loadConfig(process.argv.slice(2), process.env);
   const node = await startNode(config);
   let stopping = false;

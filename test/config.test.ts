@@ -1,0 +1,78 @@
+/**
+ * Node configuration: flags win over LIMITER_* variables, defaults apply, every problem is
+ * reported at once with its code, and the README's options table lists every option.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, OPTIONS, usage } from '../src/config.ts';
+import { ConfigError } from '../src/engine/errors.ts';
+
+function problemsOf(argv: string[], env: Record<string, string> = {}): { path: string; file: string; message: string; code: string }[] {
+  try {
+    loadConfig(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return [...(err as ConfigError).problems];
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies the defaults', () => {
+    const c = loadConfig(['--rules', 'r.yaml'], {});
+    expect(c).toMatchObject({
+      nodeId: 'local-1',
+      region: 'local',
+      regions: ['local'],
+      host: '127.0.0.1',
+      port: 8080,
+      data: './data',
+      durability: 'batch',
+      flushIntervalMs: 50,
+      maxKeys: 1_000_000,
+      maxKeyBytes: 512,
+      denyStatus: 429,
+      nats: [],
+      streamMaxAgeMs: 24 * 3600 * 1000,
+      logLevel: 'info',
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads LIMITER_* variables, and flags win over them', () => {
+    const env = { LIMITER_RULES: 'env.yaml', LIMITER_PORT: '9000', LIMITER_FLUSH_INTERVAL: '20ms', LIMITER_NATS: 'nats://a:4222, nats://b:4222', LIMITER_REGION: 'eu-west', LIMITER_REGIONS: 'us-east,eu-west' };
+    const c = loadConfig(['--port', '9001'], env);
+    expect(c.rules).toBe('env.yaml');
+    expect(c.port).toBe(9001);
+    expect(c.flushIntervalMs).toBe(20);
+    expect(c.nats).toEqual(['nats://a:4222', 'nats://b:4222']);
+    expect(c.regions).toEqual(['us-east', 'eu-west']);
+  });
+
+  it('lists every problem with its code and where it came from', () => {
+    const problems = problemsOf(['--port', 'eighty', '--flush-interval', 'soon', '--durability', 'maybe'], { LIMITER_MAX_KEYS: '1.5' });
+    expect(problems.map((p) => p.code).every((c) => c === 'CONFIG_INVALID')).toBe(true);
+    expect(problems.map((p) => p.path).sort()).toEqual(['/flushIntervalMs', '/maxKeys', '/port', '/rules']);
+    expect(problems.find((p) => p.path === '/maxKeys')?.file).toBe('LIMITER_MAX_KEYS');
+    expect(problems.find((p) => p.path === '/port')?.file).toBe('--port');
+    // Once the values parse, the schema checks ranges and enums (all of them).
+    const later = problemsOf(['--rules', 'r.yaml', '--port', '70000', '--durability', 'maybe', '--node-id', 'has space']);
+    expect(later.map((p) => p.path).sort()).toEqual(['/durability', '/nodeId', '/port']);
+  });
+
+  it('refuses regions that do not include the node\'s own region, and unknown flags', () => {
+    expect(problemsOf(['--rules', 'r.yaml', '--region', 'ap-south', '--regions', 'us-east,eu-west'])[0]).toMatchObject({ path: '/regions' });
+    expect(problemsOf(['--rules', 'r.yaml', '--colour', 'blue'])[0]?.message).toMatch(/colour/);
+  });
+
+  it('--help names every option with its variable and default, and so does the README', () => {
+    const text = usage();
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    for (const o of Object.values(OPTIONS)) {
+      expect(text).toContain(`--${o.flag}`);
+      expect(text).toContain(o.env);
+      expect(readme, `README lists --${o.flag}`).toContain(`| \`--${o.flag}\` | \`${o.env}\` |`);
+    }
+  });
+});
