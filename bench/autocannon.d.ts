@@ -2,6 +2,13 @@
 declare module 'autocannon' {
   import type { EventEmitter } from 'node:events';
 
+  export interface RequestParams {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+  }
+
   export interface Options {
     url: string;
     method?: string;
@@ -13,6 +20,8 @@ declare module 'autocannon' {
     pipelining?: number;
     /** Seconds. */
     timeout?: number;
+    /** Requests sent in turn; `setupRequest` may rewrite each one before it is sent. */
+    requests?: Array<RequestParams & { setupRequest?: (req: RequestParams, context: Record<string, unknown>) => RequestParams }>;
   }
 
   export interface Histogram {

@@ -14,11 +14,13 @@ export const HIGH_LIMIT = 2 ** 31 - 1;
  * comes from the YAML parser, see docs/PERFORMANCE.md).
  */
 export function catchAllRules(limit: number, window = '1m', namedAlgorithm = false): RulesConfig {
+  return parseRules(catchAllRulesYaml(limit, window, namedAlgorithm), '<bench>');
+}
+
+/** The rules file of {@link catchAllRules} (for nodes started with `--rules FILE`). */
+export function catchAllRulesYaml(limit: number, window = '1m', namedAlgorithm = false): string {
   const alg = namedAlgorithm ? ', algorithm: sliding-window' : '';
-  return parseRules(
-    ['version: 1', 'slotsPerWindow: 10', 'rules:', '  - id: bench', '    key: "*"', '    limits:', `      - { limit: ${limit}, window: ${window}${alg} }`, ''].join('\n'),
-    '<bench>',
-  );
+  return ['version: 1', 'slotsPerWindow: 10', 'rules:', '  - id: bench', '    key: "*"', '    limits:', `      - { limit: ${limit}, window: ${window}${alg} }`, ''].join('\n');
 }
 
 /** `count` distinct keys like real ones (`user:<n>`, 6–12 bytes), shuffled with a fixed seed. */

@@ -6,12 +6,14 @@
  * too coarse for a "p99 ≤ bare + 1 ms" target). Throughput is responses / elapsed seconds.
  * Several runs of one target (segments interleaved with other targets) merge into one result.
  */
-import autocannon from 'autocannon';
+import autocannon, { type RequestParams } from 'autocannon';
 import { percentileSorted } from './stats.ts';
 
 export interface LoadOptions {
   url: string;
   body: string;
+  /** Bodies sent in turn instead of `body` (e.g. checks of many keys), one shared rotation over all connections. */
+  bodies?: readonly string[];
   connections: number;
   durationS: number;
 }
@@ -46,6 +48,8 @@ export function load(o: LoadOptions): Promise<LoadRun> {
   return new Promise((resolve, reject) => {
     let lat = new Float64Array(1 << 16);
     let n = 0;
+    const bodies = o.bodies;
+    let next = 0;
     const inst = autocannon(
       {
         url: o.url,
@@ -56,6 +60,9 @@ export function load(o: LoadOptions): Promise<LoadRun> {
         duration: o.durationS,
         pipelining: 1,
         timeout: 10,
+        ...(bodies && bodies.length > 0
+          ? { requests: [{ setupRequest: (req: RequestParams) => ({ ...req, body: bodies[next++ % bodies.length] }) }] }
+          : {}),
       },
       (err, r) => {
         if (err) return reject(err);

@@ -10,22 +10,21 @@
  * ratio of two targets. All single checks hit one key (the peer rate limiter keys by client
  * IP: one key too).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Child } from '../lib/child.ts';
 import { pkgVersion } from '../lib/fixtures.ts';
-import { load, summarize, type LoadRun, type LoadSummary } from '../lib/load.ts';
-import { max, median, min, ms, percentileSorted, si } from '../lib/stats.ts';
+import { load } from '../lib/load.ts';
+import { figure, interleave, measured, paired, r3, type LoadServer, type Measured, type RoundStat, type Target } from '../lib/rounds.ts';
+import { ms, si } from '../lib/stats.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 const SERVER = 'bench/children/http-server.ts';
 const CONNECTIONS = 50;
 const BATCH_SIZE = 100;
 
-interface Server {
-  child: Child;
-  url: string;
+interface Server extends LoadServer {
   dataDir?: string;
 }
 
@@ -49,135 +48,6 @@ async function startServer(ctx: BenchContext, kind: string, args: string[] = [])
 async function stopServer(s: Server): Promise<void> {
   await s.child.stop();
   if (s.dataDir) rmSync(s.dataDir, { recursive: true, force: true });
-}
-
-function assertClean(what: string, r: LoadSummary): void {
-  const problems: string[] = [];
-  if (r.errors > 0) problems.push(`${r.errors} errors`);
-  if (r.timeouts > 0) problems.push(`${r.timeouts} timeouts`);
-  if (r.non2xx > 0) problems.push(`${r.non2xx} non-2xx answers`);
-  if (r.responses === 0) problems.push('no responses');
-  if (problems.length > 0) throw new Error(`${what}: ${problems.join(', ')}`);
-}
-
-const r3 = (n: number) => Math.round(n * 1000) / 1000;
-
-/** Throughput and latency of one round of one target (one autocannon run). */
-interface RoundStat {
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-function roundStat(run: LoadRun): RoundStat {
-  const sorted = run.latencies.slice().sort();
-  return { rps: run.responses / run.seconds, p50Ms: percentileSorted(sorted, 50), p99Ms: percentileSorted(sorted, 99) };
-}
-
-/** A target's figures: per-round (for paired comparisons) and pooled over all its rounds. */
-interface Measured {
-  t: Target;
-  rounds: RoundStat[];
-  pooled: LoadSummary;
-  /** Median over rounds. */
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Server CPU time per response, µs (insensitive to how busy the machine is). */
-  cpuUsPerReq: number;
-}
-
-function measured(what: string, t: Target): Measured {
-  const pooled = summarize(t.runs);
-  assertClean(what, pooled);
-  const rounds = t.runs.map(roundStat);
-  return {
-    t,
-    rounds,
-    pooled,
-    rps: median(rounds.map((r) => r.rps)),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-    cpuUsPerReq: (1e6 * t.serverCpuS) / pooled.responses,
-  };
-}
-
-/** Median over rounds of a per-round comparison of two targets measured back to back in each round. */
-function paired(a: Measured, b: Measured, f: (x: RoundStat, y: RoundStat) => number): number {
-  const n = Math.min(a.rounds.length, b.rounds.length);
-  return median(Array.from({ length: n }, (_, i) => f(a.rounds[i], b.rounds[i])));
-}
-
-function figure(id: string, label: string, m: Measured, unit = 'req/s', scale = 1): Figure {
-  const r = m.pooled;
-  const rps = m.rounds.map((x) => x.rps * scale);
-  return {
-    id,
-    label,
-    value: Math.round(m.rps * scale),
-    unit,
-    rounds: rps.map(Math.round),
-    detail: {
-      rounds: m.rounds.length,
-      min: Math.round(min(rps)),
-      max: Math.round(max(rps)),
-      p50Ms: r3(r.p50Ms),
-      p99Ms: r3(r.p99Ms),
-      maxMs: r3(r.maxMs),
-      responses: r.responses,
-      // Share of one core used by the server and by autocannon: a server well below 100 % while
-      // autocannon is near 100 % means the load generator, not the server, set the pace.
-      serverCpuPct: Math.round((100 * m.t.serverCpuS) / r.seconds),
-      loaderCpuPct: Math.round((100 * m.t.loaderCpuS) / r.seconds),
-      serverCpuUsPerReq: Math.round(m.cpuUsPerReq * 10) / 10,
-    },
-  };
-}
-
-interface Target {
-  id: string;
-  label: string;
-  server: Server;
-  path: string;
-  body: string;
-  connections: number;
-  runs: LoadRun[];
-  /** CPU seconds used by the server process and by this (load generator) process during the runs. */
-  serverCpuS: number;
-  loaderCpuS: number;
-}
-
-/** CPU seconds (user + system) a process has used, from /proc (Linux); NaN elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name; clock ticks of 10 ms.
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-function ownCpuSeconds(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
-
-async function measure(t: Target, durationS: number): Promise<void> {
-  const s0 = cpuSeconds(t.server.child.proc.pid);
-  const l0 = ownCpuSeconds();
-  t.runs.push(await load({ url: `${t.server.url}${t.path}`, body: t.body, connections: t.connections, durationS }));
-  t.serverCpuS += cpuSeconds(t.server.child.proc.pid) - s0;
-  t.loaderCpuS += ownCpuSeconds() - l0;
-}
-
-/** Round-robin rounds over the targets, rotating the order each round. */
-async function interleave(ctx: BenchContext, targets: Target[], rounds: number, roundS: number): Promise<void> {
-  for (let r = 0; r < rounds; r++) {
-    ctx.log(`http: round ${r + 1}/${rounds} (${targets.length} targets × ${roundS} s)`);
-    for (let i = 0; i < targets.length; i++) await measure(targets[(i + r) % targets.length], roundS);
-  }
 }
 
 export const httpSection: Section = {
@@ -217,10 +87,10 @@ export const httpSection: Section = {
       ctx.log(`http: warm-up ${warmS} s per target`);
       for (const t of main) await load({ url: `${t.server.url}${t.path}`, body: t.body, connections: t.connections, durationS: warmS });
       // (warm-up runs are not kept)
-      await interleave(ctx, main, rounds, roundS);
+      await interleave(ctx, 'http', main, rounds, roundS);
       const tOursC1 = mk('oursC1', 'ours c=1', oursS, '/v1/check', single, 1);
       const tSyncC1 = mk('syncC1', 'ours sync c=1', syncS, '/v1/check', single, 1);
-      await interleave(ctx, [tOursC1, tSyncC1], 1, c1S);
+      await interleave(ctx, 'http', [tOursC1, tSyncC1], 1, c1S);
 
       const bare = measured('bare fastify', tBare);
       const bareH = measured('bare fastify + headers', tBareH);

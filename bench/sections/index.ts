@@ -1,11 +1,12 @@
 /**
- * Every benchmark section, in run order. A new section (e.g. replication, issue 3) is one
- * module exporting a `Section` plus one line here; `--only <id>` selects it.
+ * Every benchmark section, in run order. A new section is one module exporting a `Section`
+ * plus one line here; `--only <id>` selects it.
  */
 import type { Section } from '../lib/types.ts';
 import { decideSection } from './decide.ts';
 import { httpSection } from './http.ts';
 import { memorySection } from './memory.ts';
+import { replicationSection } from './replication.ts';
 import { restartSection } from './restart.ts';
 
-export const SECTIONS: readonly Section[] = [decideSection, httpSection, memorySection, restartSection];
+export const SECTIONS: readonly Section[] = [decideSection, httpSection, memorySection, restartSection, replicationSection];

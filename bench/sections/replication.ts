@@ -1,0 +1,503 @@
+/**
+ * Section `replication`: three real nats-servers joined into a supercluster (one per region,
+ * test/helpers/nats-cluster.ts, the generated layout), and limiter nodes as child processes
+ * (bench/children/node.ts runs src/node.ts `startNode`). Three parts, run in this order (a later
+ * node with a new data directory rebuilds from the streams, so the part that floods them runs
+ * last):
+ *
+ * 1. Convergence: one node per region, a steady ~1000 checks/s spread over the three nodes and
+ *    1000 keys. Probes, one at a time: a check of a fresh key on one node, then GET /v1/usage of
+ *    that key on the two others every ~1 ms until it shows; the time from the check's answer to
+ *    the first poll answer that shows it (an upper bound: the poll resolution is reported). The
+ *    nodes' own view, per peer lag sentAt → applied (GET /v1/status), is reported beside it.
+ * 2. HTTP cost: POST /v1/check (autocannon c=50, interleaved rounds as in the `http` section)
+ *    against a node without --nats and a node with --nats (same rules, same process wiring),
+ *    one key (as the `http` section) and 1000 keys (a flush then ships hundreds of cells), on
+ *    keys the convergence part did not touch.
+ * 3. Shipping (bench/children/replication-ship.ts): key-updates per second through drain →
+ *    encode → SQLite commit (cells + outbox) → JetStream ack with many distinct keys per flush,
+ *    bytes per key-update, and bytes per second at 10 000 checks/s over 1000 keys.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSupercluster, type Supercluster } from '../../test/helpers/nats-cluster.ts';
+import { Child, runChild } from '../lib/child.ts';
+import { HIGH_LIMIT, catchAllRulesYaml, makeKeys, pkgVersion } from '../lib/fixtures.ts';
+import { closeIdle, request } from '../lib/http-client.ts';
+import { load } from '../lib/load.ts';
+import { figure, interleave, measured, paired, type LoadServer, type Measured, type RoundStat, type Target } from '../lib/rounds.ts';
+import { max, median, ms, percentileSorted, round, si, sleep } from '../lib/stats.ts';
+import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
+
+const NODE = 'bench/children/node.ts';
+const SHIP = 'bench/children/replication-ship.ts';
+const FLUSH_MS = 50;
+const CONNECTIONS = 50;
+const LOAD_KEYS = 1000;
+const LOAD_RATE = 1000;
+/** Keys per flush in the capacity runs; the first one carries the target. */
+const SHIP_SIZES = [10_000, 1000];
+const PROBE_TIMEOUT_MS = 5000;
+
+interface NodeProc extends LoadServer {
+  name: string;
+  region: string;
+  dataDir: string;
+}
+
+interface PeerStatus {
+  node: string;
+  messages: number;
+  cells: number;
+  lagP50Ms: number;
+  lagP99Ms: number;
+}
+
+interface ReplicationStatus {
+  published: number;
+  publishErrors: number;
+  duplicates: number;
+  messages: number;
+  applied: number;
+  refused: number;
+  outboxPending: number;
+  peers: PeerStatus[];
+}
+
+interface ShipCapacity {
+  keysPerCycle: number;
+  cycles: number;
+  cells: number;
+  messages: number;
+  payloadBytes: number;
+  wireBytes: number;
+  shipMs: number;
+  cellsPerS: number;
+  cycleP50Ms: number;
+  cycleMaxMs: number;
+  drainMs: number;
+  encodeMs: number;
+  commitMs: number;
+  outboxMs: number;
+  publishMs: number;
+  decideMs: number;
+}
+
+interface ShipResult {
+  capacity: ShipCapacity[];
+  steady?: { seconds: number; checks: number; checksPerS: number; cells: number; messages: number; payloadBytes: number; wireBytes: number };
+  publishErrors: number;
+}
+
+/** Deterministic xorshift32 in [0, 1): every run makes the same choices. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+async function startNodeChild(ctx: BenchContext, name: string, region: string, flags: string[]): Promise<NodeProc> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-repl-node-'));
+  const args = ['--node-id', name, '--region', region, '--data', dataDir, '--port', '0', '--flush-interval', `${FLUSH_MS}ms`, '--log-level', 'warn', ...flags];
+  const child = new Child(NODE, args, { root: ctx.root, profileDir: ctx.profileDir, profileName: `replication-${name}` });
+  try {
+    const m = await child.next(120_000);
+    return { name, region, child, url: m.url as string, dataDir };
+  } catch (err) {
+    await child.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function stopNodes(nodes: NodeProc[]): Promise<void> {
+  closeIdle();
+  await Promise.all(
+    nodes.map(async (n) => {
+      await n.child.stop(10_000);
+      rmSync(n.dataDir, { recursive: true, force: true });
+    }),
+  );
+}
+
+/** Start every node at once; if one fails, stop the others. */
+async function startNodes(ctx: BenchContext, specs: { name: string; region: string; flags: string[] }[]): Promise<NodeProc[]> {
+  const started = await Promise.allSettled(specs.map((s) => startNodeChild(ctx, s.name, s.region, s.flags)));
+  const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await stopNodes(ok);
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return ok;
+}
+
+async function usage(url: string, key: string): Promise<number> {
+  const r = await request<{ limits: { usage: number }[] }>('GET', `${url}/v1/usage?key=${encodeURIComponent(key)}`);
+  if (r.status !== 200) throw new Error(`GET /v1/usage on ${url}: HTTP ${r.status}`);
+  return r.body.limits[0]?.usage ?? 0;
+}
+
+async function checkKey(url: string, key: string): Promise<void> {
+  const r = await request<{ allowed: boolean }>('POST', `${url}/v1/check`, { key });
+  if (r.status !== 200 || !r.body.allowed) throw new Error(`POST /v1/check on ${url}: HTTP ${r.status}`);
+}
+
+interface ProbeSample {
+  /** Check answered on the origin → first poll answer on the target that shows the key. */
+  ms: number;
+  /** Check answered → send of the last poll that did not show it yet (a lower bound). */
+  lowerMs: number;
+}
+
+/**
+ * One probe: count a fresh key on `origin`, then poll every target until its usage shows the
+ * key. Resolves per target with the sample, or null after PROBE_TIMEOUT_MS.
+ */
+async function probe(origin: NodeProc, targets: NodeProc[], key: string): Promise<(ProbeSample | null)[]> {
+  await checkKey(origin.url, key);
+  const t0 = performance.now();
+  return Promise.all(
+    targets.map(async (t) => {
+      let lastMiss = t0;
+      for (;;) {
+        const sent = performance.now();
+        const u = await usage(t.url, key);
+        const got = performance.now();
+        if (u > 0) return { ms: got - t0, lowerMs: lastMiss - t0 };
+        if (got - t0 > PROBE_TIMEOUT_MS) return null;
+        lastMiss = sent;
+        await sleep(1);
+      }
+    }),
+  );
+}
+
+/**
+ * ~`rate` checks/s over `keys`, spread round-robin over the nodes, paced in 10 ms ticks,
+ * until `stop()`. At most 256 requests in flight (a slower answer skips, and is counted).
+ */
+function steadyLoad(nodes: NodeProc[], keys: string[], rate: number) {
+  const rand = prng(0x5bd1e995);
+  let sent = 0;
+  let ok = 0;
+  let errors = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  const start = performance.now();
+  const timer = setInterval(() => {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate);
+    for (; sent + skipped < due; ) {
+      if (inFlight >= 256) {
+        skipped++;
+        continue;
+      }
+      const node = nodes[sent % nodes.length];
+      sent++;
+      inFlight++;
+      request('POST', `${node.url}/v1/check`, { key: keys[Math.floor(rand() * keys.length)] }).then(
+        (r) => {
+          inFlight--;
+          if (r.status === 200) ok++;
+          else errors++;
+        },
+        () => {
+          inFlight--;
+          errors++;
+        },
+      );
+    }
+  }, 10);
+  return {
+    async stop() {
+      clearInterval(timer);
+      const seconds = (performance.now() - start) / 1000;
+      for (let i = 0; i < 500 && inFlight > 0; i++) await sleep(10);
+      return { seconds, sent, ok, errors, skipped, perS: ok / seconds };
+    },
+  };
+}
+
+async function replicationStatus(n: NodeProc): Promise<ReplicationStatus> {
+  const r = await request<{ replication: ReplicationStatus | null }>('GET', `${n.url}/v1/status`);
+  if (r.status !== 200 || !r.body.replication) throw new Error(`GET /v1/status on ${n.name}: HTTP ${r.status}, replication ${JSON.stringify(r.body.replication)}`);
+  return r.body.replication;
+}
+
+const pct = (sorted: number[], p: number) => percentileSorted(sorted, p);
+
+async function convergence(ctx: BenchContext, sc: Supercluster, rulesFile: string) {
+  const regions = sc.regions.map((r) => r.name);
+  const durationS = ctx.quick ? 5 : 20;
+  ctx.log(`replication: starting one node per region (${regions.join(', ')})`);
+  const nodes = await startNodes(
+    ctx,
+    sc.regions.map((r) => ({ name: `conv-${r.name}`, region: r.name, flags: ['--nats', r.url, '--regions', regions.join(','), '--rules', rulesFile] })),
+  );
+  try {
+    // Every region's aggregate must be sourcing before measuring: wait until a probe converges everywhere.
+    const w0 = performance.now();
+    for (let i = 0; ; i++) {
+      const r = await probe(nodes[i % nodes.length], nodes.filter((_, j) => j !== i % nodes.length), `warm:${i}`);
+      if (r.every((s) => s !== null)) break;
+      if (performance.now() - w0 > 60_000) throw new Error('replication did not converge within 60 s of start-up');
+    }
+    const keys = makeKeys(LOAD_KEYS);
+    const loadGen = steadyLoad(nodes, keys, LOAD_RATE);
+    await sleep(1000);
+    ctx.log(`replication: convergence probes for ${durationS} s under ~${LOAD_RATE} checks/s over ${LOAD_KEYS} keys`);
+    const rand = prng(0x2545f491);
+    const samples: ProbeSample[] = [];
+    let timeouts = 0;
+    let probes = 0;
+    const end = performance.now() + durationS * 1000;
+    while (performance.now() < end) {
+      const o = probes % nodes.length;
+      const r = await probe(nodes[o], nodes.filter((_, j) => j !== o), `probe:${probes}`);
+      probes++;
+      for (const s of r) if (s) samples.push(s);
+      else timeouts++;
+      // A random pause (0–FLUSH_MS) so probes land at every phase of the nodes' flush timers.
+      await sleep(rand() * FLUSH_MS);
+    }
+    const loadStats = await loadGen.stop();
+    const statuses = await Promise.all(nodes.map(replicationStatus));
+    return { nodes: nodes.map((n) => n.name), samples, timeouts, probes, loadStats, statuses, durationS };
+  } finally {
+    await stopNodes(nodes);
+  }
+}
+
+async function httpCost(ctx: BenchContext, sc: Supercluster, rulesFile: string) {
+  const rounds = ctx.quick ? 3 : 9;
+  const roundS = 1;
+  const warmS = ctx.quick ? 1 : 2;
+  const regions = sc.regions.map((r) => r.name);
+  const home = sc.regions[0];
+  ctx.log('replication: starting a node without --nats and one with --nats');
+  const [alone, repl] = await startNodes(ctx, [
+    { name: 'http-alone', region: home.name, flags: ['--rules', rulesFile] },
+    { name: 'http-nats', region: home.name, flags: ['--rules', rulesFile, '--nats', home.url, '--regions', regions.join(',')] },
+  ]);
+  try {
+    // Keys the convergence part did not touch: the --nats node rebuilt that part's state from the
+    // streams, and a key holding other nodes' cells costs more to count and to flush (the flush
+    // rewrites every node's cells of a changed key), which is not the cost of shipping.
+    const single = JSON.stringify({ key: 'http:1' });
+    const many = Array.from({ length: LOAD_KEYS }, (_, i) => JSON.stringify({ key: `http:${i}` }));
+    // The nats-servers' CPU is counted for every target: they share the machine with the node.
+    const natsPids = sc.regions.map((r) => r.pid);
+    const mk = (id: string, label: string, server: LoadServer, bodies?: string[]): Target => ({
+      id,
+      label,
+      server,
+      path: '/v1/check',
+      body: single,
+      bodies,
+      connections: CONNECTIONS,
+      runs: [],
+      serverCpuS: 0,
+      loaderCpuS: 0,
+      extraCpu: { name: 'natsServers', pids: natsPids, seconds: 0 },
+    });
+    const targets = [
+      mk('alone1', 'without --nats, 1 key', alone),
+      mk('nats1', 'with --nats, 1 key', repl),
+      mk('alone1000', `without --nats, ${LOAD_KEYS} keys`, alone, many),
+      mk('nats1000', `with --nats, ${LOAD_KEYS} keys`, repl, many),
+    ];
+    ctx.log(`replication: HTTP warm-up ${warmS} s per target`);
+    for (const t of targets) await load({ url: `${t.server.url}${t.path}`, body: t.body, bodies: t.bodies, connections: t.connections, durationS: warmS });
+    await interleave(ctx, 'replication', targets, rounds, roundS);
+    const m = targets.map((t) => measured(t.label, t));
+    const status = await replicationStatus(repl);
+    return { m, rounds, roundS, warmS, status };
+  } finally {
+    await stopNodes([alone, repl]);
+  }
+}
+
+export const replicationSection: Section = {
+  id: 'replication',
+  title: 'Replication: convergence across three regions, key-updates shipped per second and bytes, HTTP cost of --nats',
+  estimateS: { full: 100, quick: 45 },
+  async run(ctx: BenchContext): Promise<SectionResult> {
+    const tmp = mkdtempSync(join(tmpdir(), 'bench-repl-'));
+    const rulesFile = join(tmp, 'rules.yaml');
+    writeFileSync(rulesFile, catchAllRulesYaml(HIGH_LIMIT, '1m'));
+    let sc: Supercluster | undefined;
+    try {
+      ctx.log('replication: starting three nats-servers joined into a supercluster');
+      sc = await startSupercluster();
+      const regions = sc.regions.map((r) => r.name);
+
+      const conv = await convergence(ctx, sc, rulesFile);
+      const cost = await httpCost(ctx, sc, rulesFile);
+
+      const capacityS = ctx.quick ? 1 : 2.5;
+      const steadyS = ctx.quick ? 2 : 5;
+      ctx.log(`replication: shipping capacity (${SHIP_SIZES.join(', ')} keys per flush) and bytes at 10 000 checks/s`);
+      const ship = await runChild<ShipResult>(
+        SHIP,
+        [sc.regions[0].url, regions[0], regions.join(','), tmp, String(capacityS), String(steadyS), SHIP_SIZES.join(',')],
+        { root: ctx.root, profileDir: ctx.profileDir, profileName: 'replication-ship' },
+        120_000,
+      );
+
+      // ---- figures ----
+      const figures: Figure[] = [];
+      const checks: Check[] = [];
+      const e2e = conv.samples.map((s) => s.ms).sort((a, b) => a - b);
+      const gaps = conv.samples.map((s) => s.ms - s.lowerMs).sort((a, b) => a - b);
+      const e2eP50 = pct(e2e, 50);
+      const e2eP99 = pct(e2e, 99);
+      const pairs = conv.statuses.flatMap((s) => s.peers);
+      const lagP50 = median(pairs.map((p) => p.lagP50Ms));
+      const lagP99 = max(pairs.map((p) => p.lagP99Ms));
+      const target = FLUSH_MS + 100;
+      figures.push(
+        {
+          id: 'replication.convergence.e2e',
+          label: `end to end: check answered on one node → visible in GET /v1/usage on another (p50; ${conv.nodes.length} regions, ~${LOAD_RATE} checks/s)`,
+          value: round(e2eP50, 2),
+          unit: 'ms',
+          detail: {
+            p90Ms: round(pct(e2e, 90), 2),
+            p99Ms: round(e2eP99, 2),
+            maxMs: round(e2e[e2e.length - 1] ?? NaN, 2),
+            samples: e2e.length,
+            probes: conv.probes,
+            timeouts: conv.timeouts,
+            pollResolutionP50Ms: round(pct(gaps, 50), 2),
+          },
+        },
+        {
+          id: 'replication.convergence.lag',
+          label: 'replicator lag sentAt → applied, per peer (GET /v1/status; median of the 6 pairs\u2019 p50, max of their p99)',
+          value: round(lagP50, 2),
+          unit: 'ms',
+          detail: { p99Ms: round(lagP99, 2), minP50Ms: round(Math.min(...pairs.map((p) => p.lagP50Ms)), 2), pairs: pairs.length, messages: pairs.reduce((a, p) => a + p.messages, 0) },
+        },
+        {
+          id: 'replication.convergence.load',
+          label: `background load during the probes (POST /v1/check over ${LOAD_KEYS} keys, round-robin over the nodes)`,
+          value: Math.round(conv.loadStats.perS),
+          unit: 'checks/s',
+          detail: { seconds: round(conv.loadStats.seconds, 1), errors: conv.loadStats.errors, skipped: conv.loadStats.skipped, published: conv.statuses.reduce((a, s) => a + s.published, 0), publishErrors: conv.statuses.reduce((a, s) => a + s.publishErrors, 0) },
+        },
+      );
+      checks.push(
+        check('replication.convergence.p99', `convergence p99, end to end (target: flush interval ${FLUSH_MS} ms + 100 ms)`, `p99 ${ms(e2eP99)}`, `${target} ms`, e2eP99, 'ms at p99', { op: '<=', value: target }),
+        check('replication.convergence.p50', 'convergence p50, end to end', `p50 ${ms(e2eP50)}`, '', e2eP50, 'ms at p50'),
+        check('replication.lag.p99', 'replicator lag sentAt → applied p99 (worst peer pair)', `p99 ${ms(lagP99)}`, '', lagP99, 'ms at p99'),
+        check('replication.lag.p50', 'replicator lag sentAt → applied p50 (median pair)', `p50 ${ms(lagP50)}`, '', lagP50, 'ms at p50'),
+      );
+
+      const [alone1, nats1, alone1000, nats1000] = cost.m;
+      const rpsRatio = (x: RoundStat, y: RoundStat) => x.rps / y.rps;
+      const rps = (x: Measured) => `${si(x.rps)} req/s`;
+      figures.push(
+        figure('replication.http.alone1', `POST /v1/check without --nats, 1 key, c=${CONNECTIONS}`, alone1),
+        figure('replication.http.nats1', `POST /v1/check with --nats, 1 key, c=${CONNECTIONS}`, nats1),
+        figure('replication.http.alone1000', `POST /v1/check without --nats, ${LOAD_KEYS} keys, c=${CONNECTIONS}`, alone1000),
+        figure('replication.http.nats1000', `POST /v1/check with --nats, ${LOAD_KEYS} keys, c=${CONNECTIONS}`, nats1000),
+      );
+      checks.push(
+        check('replication.http.ratio1', 'req/s with --nats / without, 1 key', rps(nats1), rps(alone1), paired(nats1, alone1, rpsRatio), '×', { op: '>=', value: 0.9 }),
+        check('replication.http.ratio1000', `req/s with --nats / without, ${LOAD_KEYS} keys`, rps(nats1000), rps(alone1000), paired(nats1000, alone1000, rpsRatio), '×', { op: '>=', value: 0.9 }),
+        check('replication.http.cpu1', 'server CPU per request with --nats / without, 1 key', `${nats1.cpuUsPerReq.toFixed(1)} µs`, `${alone1.cpuUsPerReq.toFixed(1)} µs`, nats1.cpuUsPerReq / alone1.cpuUsPerReq, '×'),
+        check('replication.http.cpu1000', `server CPU per request with --nats / without, ${LOAD_KEYS} keys`, `${nats1000.cpuUsPerReq.toFixed(1)} µs`, `${alone1000.cpuUsPerReq.toFixed(1)} µs`, nats1000.cpuUsPerReq / alone1000.cpuUsPerReq, '×'),
+      );
+
+      for (const [i, c] of ship.capacity.entries()) {
+        const per = (x: number) => round(x / c.cycles, 2);
+        const replOnlyMs = c.drainMs + c.encodeMs + c.outboxMs + c.publishMs;
+        figures.push({
+          id: `replication.ship.${c.keysPerCycle}`,
+          label: `key-updates shipped/s, ${si(c.keysPerCycle)} keys per flush (drain → encode → SQLite commit → JetStream ack)`,
+          value: Math.round(c.cellsPerS),
+          unit: 'key-updates/s',
+          detail: {
+            cycles: c.cycles,
+            messages: c.messages,
+            cycleP50Ms: round(c.cycleP50Ms, 2),
+            cycleMaxMs: round(c.cycleMaxMs, 2),
+            // per flush, ms:
+            drainMsPerFlush: per(c.drainMs),
+            encodeMsPerFlush: per(c.encodeMs),
+            commitMsPerFlush: per(c.commitMs),
+            outboxAloneMsPerFlush: per(c.outboxMs),
+            publishAckMsPerFlush: per(c.publishMs),
+            decideMsPerFlush: per(c.decideMs),
+            replicationOnlyPerS: Math.round(c.cells / (replOnlyMs / 1000)),
+          },
+        });
+        if (i === 0) {
+          checks.push(
+            check(
+              'replication.ship.rate',
+              `key-updates shipped per second, ${si(c.keysPerCycle)} distinct keys per flush`,
+              `${si(c.cellsPerS)}/s`,
+              '',
+              Math.round(c.cellsPerS),
+              'key-updates/s',
+              { op: '>=', value: 200_000 },
+            ),
+            check(
+              'replication.ship.rateReplicationOnly',
+              'the same without the cells\u2019 SQLite upsert (drain + encode + outbox insert + publish→ack)',
+              `${si(c.cells / (replOnlyMs / 1000))}/s`,
+              '',
+              Math.round(c.cells / (replOnlyMs / 1000)),
+              'key-updates/s',
+            ),
+            check('replication.ship.bytes', 'payload bytes per key-update (msgpack v1, 4096 cells per message max)', `${round(c.payloadBytes / c.cells, 2)} B`, '', c.payloadBytes / c.cells, 'B', { op: '<=', value: 40 }),
+          );
+        }
+      }
+      if (ship.steady) {
+        const s = ship.steady;
+        figures.push({
+          id: 'replication.ship.steady',
+          label: `bytes shipped per second by one node at ${si(s.checksPerS)} checks/s over ${LOAD_KEYS} keys (payload)`,
+          value: Math.round(s.payloadBytes / s.seconds),
+          unit: 'B/s',
+          detail: {
+            checksPerS: Math.round(s.checksPerS),
+            keyUpdatesPerS: Math.round(s.cells / s.seconds),
+            messagesPerS: round(s.messages / s.seconds, 1),
+            bytesPerKeyUpdate: round(s.payloadBytes / s.cells, 2),
+            withHeadersBytesPerS: Math.round(s.wireBytes / s.seconds),
+          },
+        });
+        checks.push(check('replication.ship.steadyBytes', `bytes/s per node at 10 k checks/s over ${LOAD_KEYS} keys (payload)`, `${si(s.payloadBytes / s.seconds)} B/s`, '', s.payloadBytes / s.seconds / 1000, 'kB/s'));
+      }
+      if (ship.publishErrors > 0) throw new Error(`shipping: ${ship.publishErrors} publish errors`);
+
+      return {
+        figures,
+        checks,
+        notes: [
+          `nats-server ${natsVersion(sc)} × 3 (one per region: ${regions.join(', ')}), joined by gateways into a supercluster, JetStream file storage, the layout of regions/topology.ts; nats ${pkgVersion(ctx.root, 'nats')} client. Nodes are src/node.ts startNode() in child processes, --flush-interval ${FLUSH_MS}ms, rules: one catch-all sliding window (limit 2^31−1 per 1 m, every check admitted). Everything (servers, nodes, load generator) shares this machine\u2019s cores.`,
+          `Convergence: ${conv.probes} probes in ${conv.durationS} s, one at a time, rotating the origin node; each counts a fresh key on its origin and polls GET /v1/usage on the two other regions\u2019 nodes every ~1 ms. A sample is the time from the check\u2019s answer to the first poll answer showing the key (an upper bound; the last poll not showing it was sent pollResolution earlier). It includes the wait for the origin\u2019s next flush (0–${FLUSH_MS} ms), the outbox commit, the publish, JetStream sourcing into the other regions\u2019 aggregate streams, delivery to their pull consumers and the merge. A random 0–${FLUSH_MS} ms pause between probes spreads them over the flush phase. The replicator lag (sentAt = the flush that cut the message → merged on the peer) leaves out the wait for the flush; each node keeps its last 512 samples per peer.`,
+          `HTTP cost: autocannon ${pkgVersion(ctx.root, 'autocannon')} c=${CONNECTIONS}, ${cost.rounds} interleaved rounds of ${cost.roundS} s after a ${cost.warmS} s warm-up per target (as the http section). Both nodes are the same child (startNode), fresh data directories, in the same region, one with --nats (all three regions; it rebuilt the convergence part's state from the streams before serving). With 1 key a flush ships one cell (coalescing); with ${LOAD_KEYS} keys (bodies in turn) a flush ships a few hundred. The keys (http:<n>) are not those of the convergence part, so both nodes count them from the same empty state. natsServersCpuPct: the three nats-servers' CPU during the target's rounds (they share the 2 cores with the node and autocannon). The --nats node published ${cost.status.published} messages, ${cost.status.publishErrors} errors.`,
+          `Shipping: one node wired like src/node.ts (Engine, SqliteStore, Persistence calling Replicator.extend in its transaction, JetStreamTransport) against the ${regions[0]} server; the two other regions\u2019 aggregates source every message. A cycle counts N distinct keys (decide(), not timed as shipping), flushes (drain, encode into messages of ≤ 4096 cells, one SQLite transaction upserting the cells and inserting the outbox records) and waits until JetStream acknowledged every message; cycles do not overlap, so the rate is a lower bound for a node whose flushes overlap publishing. Stage times are per flush; "outbox alone" is the same outbox records inserted into a scratch store without the cells (the outbox\u2019s share of the commit). Bytes/s: 10 000 checks/s through decide() over ${LOAD_KEYS} uniformly random keys, the flush timer at ${FLUSH_MS} ms; "with headers" adds the Nats-Msg-Id header (nats.js stats, protocol lines excluded).`,
+        ],
+      };
+    } finally {
+      closeIdle();
+      await sc?.stopAll();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+};
+
+function natsVersion(sc: Supercluster): string {
+  const m = /nats-server: v?([\d.]+)/i.exec(sc.regions[0].logs()) ?? /Version:\s+([\d.]+)/.exec(sc.regions[0].logs());
+  return m?.[1] ?? '?';
+}
