@@ -99,3 +99,29 @@ describe('persistence under write failures', () => {
     again.store.close();
   });
 });
+
+describe('SqliteStore.write', () => {
+  it('stores the cell-wise maximum over many cells, duplicates within one batch included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'limiter-store-'));
+    dirs.push(dir);
+    const store = new SqliteStore({ dir, nodeId: 'n1' });
+    const cells = [];
+    // 1000 cells (more than one multi-row statement, and a remainder), each written three
+    // times in the same batch in a scrambled order with different values.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 1000; i++) {
+        const k = (i * 7919 + round * 13) % 1000;
+        cells.push({ scope: 's', key: `k${k}`, slot: 10 + (k % 3), node: k % 2 ? 'n1' : 'n2', p: k + [5, 9, 1][round]!, n: [2, 0, 3][round]! });
+      }
+    }
+    store.write({ cells });
+    store.write({ cells: [{ scope: 's', key: 'k0', slot: 10, node: 'n2', p: 1, n: 1 }] }); // lower: no effect
+    const seen = new Map<string, { p: number; n: number }>();
+    store.loadCells(() => true, (c) => seen.set(`${c.key}|${c.slot}|${c.node}`, { p: c.p, n: c.n }));
+    store.close();
+    expect(seen.size).toBe(1000);
+    for (let k = 0; k < 1000; k++) {
+      expect(seen.get(`k${k}|${10 + (k % 3)}|${k % 2 ? 'n1' : 'n2'}`)).toEqual({ p: k + 9, n: 3 });
+    }
+  });
+});
