@@ -357,6 +357,7 @@ export class Replicator {
       streamsReady: t.streamsReady,
       caughtUp: this.isCaughtUp,
       reconnects: t.reconnects,
+      consumerStalls: t.stalls,
       lastError: t.lastError,
       streams: t.streams,
       outboxPending: this.o.store.outboxSize(),

@@ -187,6 +187,8 @@ export interface TransportStatus {
   streamsReady: boolean;
   consuming: boolean;
   reconnects: number;
+  /** Consumers restarted because they received nothing while their stream had more. */
+  stalls: number;
   lastError: { message: string; code?: string; at: number } | null;
   /** Per stream name: progress of this node's consumer. */
   streams: Record<string, StreamProgress>;
@@ -246,6 +248,9 @@ function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** A consumer that has received nothing this long while its stream has more is restarted. */
+const STALL_MS = 1000;
+
 /** Thrown to abandon a pull set-up when the connection was re-established meanwhile. */
 const RESTART = new Error('restart after reconnect');
 
@@ -278,6 +283,8 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
   private connected = false;
   private server: string | null = null;
   private reconnects = 0;
+  /** Consumers restarted by the stall watchdog. */
+  private stalls = 0;
   private lastError: TransportStatus['lastError'] = null;
   private streamsReady = false;
   private closed = false;
@@ -737,10 +744,36 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
             }
           }
         })().catch(() => {});
-        for await (const m of current) {
-          attempt = 0;
-          await this.process(stream, m, handler, serial, stopping, deliverOwn);
-          if (stopping()) break;
+        // Watchdog: a pull consumer can now and then sit idle until its pull request expires
+        // although the stream has messages for it (seen with nats.js 2.29 and nats-server 2.9).
+        // When nothing has arrived for STALL_MS while the stream holds messages beyond the last
+        // one processed, restart the loop, which re-issues the pull at once.
+        const startedAt = Date.now();
+        let probing = false;
+        const watchdog = setInterval(() => {
+          const st = this.streamState.get(stream)!;
+          if (probing || Date.now() - Math.max(st.lastAt ?? 0, startedAt) < STALL_MS) return;
+          probing = true;
+          this.jsm.streams
+            .info(stream)
+            .then((si) => {
+              if (si.state.last_seq > st.lastSeq && Date.now() - Math.max(st.lastAt ?? 0, startedAt) >= STALL_MS) {
+                this.stalls++;
+                current.stop();
+              }
+            })
+            .catch(() => {})
+            .finally(() => (probing = false));
+        }, STALL_MS / 2);
+        watchdog.unref();
+        try {
+          for await (const m of current) {
+            attempt = 0;
+            await this.process(stream, m, handler, serial, stopping, deliverOwn);
+            if (stopping()) break;
+          }
+        } finally {
+          clearInterval(watchdog);
         }
       } catch (err) {
         if (!stopping() && err !== RESTART) this.fail(toError(err));
@@ -891,6 +924,7 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> {
       streamsReady: this.streamsReady,
       consuming: this.consuming !== null,
       reconnects: this.reconnects,
+      stalls: this.stalls,
       lastError: this.lastError,
       streams,
     };
