@@ -96,6 +96,8 @@ class PeerTracker {
 export class Replicator {
   private readonly o: Required<ReplicatorOptions>;
   private nextOutboxId: number;
+  /** Per stream, the position last handed to a flush. */
+  private readonly committedPositions = new Map<string, number>();
   private readonly peers = new Map<string, PeerTracker>();
   /** Per scope, per node: admitted cost since the last rate tick. */
   private readonly admitted = new Map<string, Map<string, number>>();
@@ -115,6 +117,7 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     this.o = { maxCellsPerMessage: 4096, publishWindow: 256, ...opts };
     this.nextOutboxId = opts.store.lastOutboxId() + 1;
+    for (const [stream, seq] of Object.entries(opts.store.positions())) this.committedPositions.set(stream, seq);
     this.lastTick = opts.now();
     for (const cl of opts.engine.allScopes()) this.lastOwnAdmitted.set(cl.scope, cl.store.ownAdmitted);
   }
@@ -132,8 +135,15 @@ export class Replicator {
       const payload = encodeDelta({ v: WIRE_VERSION, origin: this.o.nodeId, seq: id, sentAt: now, entries });
       outbox.push({ id, msgId: `${this.o.nodeId}:${this.o.incarnation}:${id}`, payload, createdAt: now });
     }
+    // Only positions that moved: an idle node then commits nothing at all. (A failed write
+    // keeps these for its retry, so nothing is skipped.)
     const positions: Record<string, number> = {};
-    for (const [stream, seq] of Object.entries(this.o.transport.watermarks())) if (seq > 0) positions[stream] = seq;
+    for (const [stream, seq] of Object.entries(this.o.transport.watermarks())) {
+      if (seq > (this.committedPositions.get(stream) ?? 0)) {
+        positions[stream] = seq;
+        this.committedPositions.set(stream, seq);
+      }
+    }
     return { outbox, positions };
   }
 
@@ -173,8 +183,10 @@ export class Replicator {
 
   /** Whether the consumers have reached the streams' ends once (at start, or since). */
   get isCaughtUp(): boolean {
-    if (!this.caughtUp && this.o.transport.status().consuming) {
-      const streams = Object.values(this.o.transport.status().streams);
+    if (this.caughtUp) return true;
+    const status = this.o.transport.status();
+    if (status.consuming) {
+      const streams = Object.values(status.streams);
       if (streams.length > 0 && streams.every((s) => s.pending === 0)) this.caughtUp = true;
     }
     return this.caughtUp;

@@ -107,10 +107,7 @@ export class SqliteStore implements StateStore {
     }
     const owner = this.getMetaRaw('node_id');
     this.created = owner === undefined;
-    if (owner === undefined) {
-      this.setMetaRaw('node_id', opts.nodeId);
-      this.setMetaRaw('incarnation', randomBytes(6).toString('hex'));
-    }
+    if (owner === undefined) this.setMetaRaw('node_id', opts.nodeId);
     else if (owner !== opts.nodeId) {
       this.db.close();
       throw new LimiterError('STORAGE_INCOMPATIBLE', `data directory ${opts.dir} belongs to node "${owner}", not "${opts.nodeId}"`);
@@ -201,7 +198,7 @@ export class SqliteStore implements StateStore {
     if (v === undefined) this.setMetaRaw('schema_version', String(SCHEMA_VERSION));
   }
 
-  /** Databases made before incarnations existed get one on first open. */
+  /** Chosen on the first open of a database (also of one made before incarnations existed). */
   private setIncarnation(): string {
     const id = randomBytes(6).toString('hex');
     this.setMetaRaw('incarnation', id);
