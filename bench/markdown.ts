@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { formatDetail, formatFigureValue, verdict } from './lib/report.ts';
-import { ratio, round } from './lib/stats.ts';
+import { ratio, round } from './lib/format.ts';
 import type { Check, Figure } from './lib/types.ts';
 
 interface Doc {

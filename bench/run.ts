@@ -21,6 +21,7 @@ import { backgroundCores, cpuMark } from './lib/cpu.ts';
 import { NOISY_CORES, formatText, machine, toJson, type SectionOutcome } from './lib/report.ts';
 import type { BenchContext } from './lib/types.ts';
 import { SECTIONS } from './sections/index.ts';
+import { sleep } from '../support/wait.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -83,7 +84,7 @@ async function main(): Promise<number> {
 
   // How busy is the machine before we start? (Another process on a 2-core machine skews everything.)
   const idle0 = cpuMark();
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   const before = backgroundCores(idle0);
   ctx.log(`other processes keep ${before.toFixed(2)} cores busy${before > NOISY_CORES ? ' — the machine is not quiet: figures will be skewed' : ''}`);
 

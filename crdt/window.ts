@@ -22,7 +22,9 @@ import type { ScopeGeometry, ScopeId, SlotEntry } from './types.ts';
 
 const F_USED = 1;
 const F_EXT = 2;
+/** The local node's cells changed since the last drainOwn (to ship). */
 const F_OWN_DIRTY = 4;
+/** Some cell changed since the last drainRows (to persist). */
 const F_DIRTY = 8;
 
 /** Extension of an entry that has remote contributions or refunds. */
@@ -59,6 +61,7 @@ export class SlotWindowStore {
   private heads = new Float64Array(0);
   private sums = new Float64Array(0);
   private dirtyFrom = new Float64Array(0);
+  private ownDirtyFrom = new Float64Array(0);
   private flags = new Uint8Array(0);
   /** Local node's admitted cost, R cells per entry. Own p per slot never exceeds a limit (< 2^31). */
   private own = new Uint32Array(0);
@@ -71,6 +74,7 @@ export class SlotWindowStore {
   lastMergeIncreaseP = 0;
 
   private dirtyList: number[] = [];
+  private ownDirtyList: number[] = [];
   private pendingRows: SlotEntry[] = [];
   private pendingOwn: SlotEntry[] = [];
   private sweepCursor = 0;
@@ -297,21 +301,25 @@ export class SlotWindowStore {
     const out: SlotEntry[] = [];
     for (let e = 0; e < this.highWater; e++) {
       if ((this.flags[e] & F_USED) === 0) continue;
-      this.pushCells(e, out, null, -Infinity);
+      this.pushCells(e, out, false, -Infinity);
     }
     return out;
   }
 
   /**
-   * Take every change since the last drain: all changed cells (every node) for persistence and
-   * the local node's cells of keys it changed itself (for replication). Values are absolute.
+   * Take every change since the last drain, for both consumers: all changed cells (every node)
+   * and the local node's changed cells. Equivalent to drainRows then drainOwn.
    */
   drain(out: DrainResult): void {
+    this.drainRows(out.rows);
+    this.drainOwn(out.own);
+  }
+
+  /** Take every changed cell (every node) since the last drainRows: what persistence writes. */
+  drainRows(rows: SlotEntry[]): void {
     if (this.pendingRows.length > 0) {
-      for (const r of this.pendingRows) out.rows.push(r);
-      for (const r of this.pendingOwn) out.own.push(r);
+      for (const r of this.pendingRows) rows.push(r);
       this.pendingRows = [];
-      this.pendingOwn = [];
     }
     const list = this.dirtyList;
     if (list.length === 0) return;
@@ -319,23 +327,87 @@ export class SlotWindowStore {
     for (const e of list) {
       const f = this.flags[e];
       if ((f & F_USED) === 0 || (f & F_DIRTY) === 0) continue;
-      this.pushCells(e, out.rows, (f & F_OWN_DIRTY) !== 0 ? out.own : null, this.dirtyFrom[e]);
-      this.flags[e] = f & ~(F_DIRTY | F_OWN_DIRTY);
+      this.pushCells(e, rows, false, this.dirtyFrom[e]);
+      this.flags[e] = f & ~F_DIRTY;
     }
   }
 
-  /** Whether anything is waiting to be drained. */
+  /**
+   * Take the local node's cells of every key it changed itself (admission, refund) since the
+   * last drainOwn: what replication ships. Values are absolute, so shipping a cell again is
+   * always harmless.
+   */
+  drainOwn(own: SlotEntry[]): void {
+    if (this.pendingOwn.length > 0) {
+      for (const r of this.pendingOwn) own.push(r);
+      this.pendingOwn = [];
+    }
+    const list = this.ownDirtyList;
+    if (list.length === 0) return;
+    this.ownDirtyList = [];
+    for (const e of list) this.drainOwnEntry(e, own);
+  }
+
+  /** Take one key's own changed cells now (a key that reached its limit ships ahead of the rest). */
+  drainOwnKey(key: string, own: SlotEntry[]): void {
+    const e = this.index.get(key);
+    if (e !== undefined) this.drainOwnEntry(e, own);
+  }
+
+  private drainOwnEntry(e: number, own: SlotEntry[]): void {
+    const f = this.flags[e];
+    if ((f & F_USED) === 0 || (f & F_OWN_DIRTY) === 0) return;
+    this.pushCells(e, own, true, this.ownDirtyFrom[e]);
+    this.flags[e] = f & ~F_OWN_DIRTY;
+  }
+
+  /**
+   * Ship `slot` of `key` again (a publish that failed): the key's own cells from that slot on
+   * are drained by the next drainOwn, with their values then. A key no longer held keeps the
+   * given cell as it is.
+   */
+  requeueOwn(cell: SlotEntry): void {
+    const e = this.index.get(cell.key);
+    if (e === undefined) this.pendingOwn.push(cell);
+    else this.markOwnDirty(e, cell.slot);
+  }
+
+  /**
+   * Mark every own cell of every key to be shipped (after a restart: cells persisted but
+   * perhaps never shipped). Returns the number of keys marked.
+   */
+  markAllOwnDirty(): number {
+    let n = 0;
+    const R = this.ringSlots;
+    for (let e = 0; e < this.highWater; e++) {
+      if ((this.flags[e] & F_USED) === 0) continue;
+      this.markOwnDirty(e, this.heads[e] - R + 1);
+      n++;
+    }
+    return n;
+  }
+
+  /** Whether anything is waiting to be drained (by either consumer). */
   get hasChanges(): boolean {
+    return this.hasRowChanges || this.hasOwnChanges;
+  }
+
+  /** Whether drainRows has anything to take. */
+  get hasRowChanges(): boolean {
     return this.dirtyList.length > 0 || this.pendingRows.length > 0;
+  }
+
+  /** Whether drainOwn has anything to take. */
+  get hasOwnChanges(): boolean {
+    return this.ownDirtyList.length > 0 || this.pendingOwn.length > 0;
   }
 
   /** Drop an entry. Its undrained changes are kept for the next drain. */
   evict(e: number): void {
     const f = this.flags[e];
     if ((f & F_USED) === 0) return;
-    if ((f & F_DIRTY) !== 0) {
-      this.pushCells(e, this.pendingRows, (f & F_OWN_DIRTY) !== 0 ? this.pendingOwn : null, this.dirtyFrom[e]);
-    }
+    if ((f & F_DIRTY) !== 0) this.pushCells(e, this.pendingRows, false, this.dirtyFrom[e]);
+    if ((f & F_OWN_DIRTY) !== 0) this.pushCells(e, this.pendingOwn, true, this.ownDirtyFrom[e]);
     const key = this.keys[e]!;
     this.index.delete(key);
     this.keys[e] = undefined;
@@ -407,6 +479,8 @@ export class SlotWindowStore {
     sums.set(this.sums);
     const dirtyFrom = new Float64Array(capacity);
     dirtyFrom.set(this.dirtyFrom);
+    const ownDirtyFrom = new Float64Array(capacity);
+    ownDirtyFrom.set(this.ownDirtyFrom);
     const flags = new Uint8Array(capacity);
     flags.set(this.flags);
     const own = new Uint32Array(capacity * R);
@@ -414,6 +488,7 @@ export class SlotWindowStore {
     this.heads = heads;
     this.sums = sums;
     this.dirtyFrom = dirtyFrom;
+    this.ownDirtyFrom = ownDirtyFrom;
     this.flags = flags;
     this.own = own;
     this.capacity = capacity;
@@ -430,31 +505,45 @@ export class SlotWindowStore {
     return ext;
   }
 
+  /** A cell changed: persist it; if the local node changed it itself, ship it too. */
   private markDirty(e: number, slot: number, own: boolean): void {
     const f = this.flags[e];
     if ((f & F_DIRTY) === 0) {
       this.dirtyFrom[e] = slot;
       this.dirtyList.push(e);
-      this.flags[e] = f | F_DIRTY | (own ? F_OWN_DIRTY : 0);
-    } else {
-      if (slot < this.dirtyFrom[e]) this.dirtyFrom[e] = slot;
-      if (own) this.flags[e] = f | F_OWN_DIRTY;
-    }
+      this.flags[e] = f | F_DIRTY;
+    } else if (slot < this.dirtyFrom[e]) this.dirtyFrom[e] = slot;
+    if (own) this.markOwnDirty(e, slot);
   }
 
-  private pushCells(e: number, rows: SlotEntry[], own: SlotEntry[] | null, fromSlot: number): void {
+  private markOwnDirty(e: number, slot: number): void {
+    const f = this.flags[e];
+    if ((f & F_OWN_DIRTY) === 0) {
+      this.ownDirtyFrom[e] = slot;
+      this.ownDirtyList.push(e);
+      this.flags[e] = f | F_OWN_DIRTY;
+    } else if (slot < this.ownDirtyFrom[e]) this.ownDirtyFrom[e] = slot;
+  }
+
+  /** Push the entry's cells from `fromSlot` on: every node's, or only the local node's. */
+  private pushCells(e: number, out: SlotEntry[], ownOnly: boolean, fromSlot: number): void {
     const key = this.keys[e]!;
     const scope = this.scope;
     const nodes = this.nodes;
-    this.forEachCell(
-      e,
-      (slot, node, p, n) => {
-        const entry: SlotEntry = { scope, key, slot, node: nodes.name(node), p, n };
-        rows.push(entry);
-        if (own !== null && node === 0) own.push(entry);
-      },
-      fromSlot,
-    );
+    if (ownOnly) {
+      const R = this.ringSlots;
+      const head = this.heads[e];
+      const ext = (this.flags[e] & F_EXT) !== 0 ? this.exts.get(e)! : undefined;
+      const self = nodes.name(0);
+      for (let s = Math.max(head - R + 1, fromSlot); s <= head; s++) {
+        const pos = mod(s, R);
+        const p = this.own[e * R + pos];
+        const n = ext ? ext.ownN[pos] : 0;
+        if (p !== 0 || n !== 0) out.push({ scope, key, slot: s, node: self, p, n });
+      }
+      return;
+    }
+    this.forEachCell(e, (slot, node, p, n) => out.push({ scope, key, slot, node: nodes.name(node), p, n }), fromSlot);
   }
 }
 

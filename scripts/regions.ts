@@ -23,38 +23,24 @@
  *
  *   npm run regions -- [--rules FILE] [--keep-data DIR] [--port-offset N] [--verbose]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connect, type NatsConnection } from 'nats';
-import {
-  loadTopology,
-  natsServerName,
-  renderRegionNatsConfig,
-  type NatsPorts,
-  type RegionAddress,
-  type Topology,
-  TopologyError,
-} from '../regions/topology.ts';
+import { loadTopology, natsServerName, type NatsPorts, type Topology, TopologyError } from '../regions/topology.ts';
+import { natsServerProblem } from '../support/nats-server.ts';
+import { spawnNodeProcess } from '../support/node-process.ts';
+import { portFree } from '../support/ports.ts';
+import { startSupercluster } from '../support/supercluster.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 const HOST = '127.0.0.1';
 const NATS_READY_TIMEOUT_MS = 30_000;
 const NODE_LISTEN_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 10_000;
-/**
- * Nodes run as `node --import <tsx loader> src/main.ts`, not through the `tsx` CLI: the CLI runs
- * the program in a second process and relays signals, so each node would be two processes and a
- * SIGKILL of the CLI would leave the node running.
- */
-const TSX_LOADER = import.meta.resolve('tsx');
 
 const USAGE = `usage: npm run regions -- [options]
 
@@ -160,29 +146,9 @@ function portsOf(regions: PlannedRegion[]): Array<{ port: number; what: string }
   return out;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolvePort) => {
-    const s = net.createServer();
-    s.once('error', () => resolvePort(false));
-    s.listen({ port, host: HOST, exclusive: true }, () => s.close(() => resolvePort(true)));
-  });
-}
-
-function checkNatsServer(): void {
-  const r = spawnSync(NATS_SERVER_BIN, ['--version'], { encoding: 'utf8' });
-  if (r.error) {
-    const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
-    fail(
-      missing
-        ? `nats-server not found (looked for "${NATS_SERVER_BIN}"${NATS_SERVER_BIN.includes('/') ? '' : ' on PATH'}). Install it: apt-get install nats-server (or set NATS_SERVER_BIN)`
-        : `cannot run ${NATS_SERVER_BIN}: ${r.error.message}`,
-    );
-  }
-  if (r.status !== 0) fail(`${NATS_SERVER_BIN} --version failed (exit ${r.status}): ${r.stderr || r.stdout}`);
-}
-
 // ---------------------------------------------------------------------------------------------
-// Child processes
+// Child processes (started by support/: nats-servers by support/supercluster.ts, nodes by
+// support/node-process.ts; watched, logged and stopped here)
 
 type Kind = 'nats' | 'node';
 
@@ -194,8 +160,8 @@ interface Child {
   /** Last lines of output, for failure reports. */
   tail: string[];
   running: boolean;
-  /** Called with every output line (stdout and stderr). */
-  lineListeners: Set<(line: string) => void>;
+  /** Takes every output line (stdout and stderr). */
+  line(line: string): void;
 }
 
 const children: Child[] = [];
@@ -205,6 +171,8 @@ let verbose = false;
 
 /** Thrown by startup waits once shutdown has begun. */
 class Stopped extends Error {}
+/** Aborted (with a Stopped) when shutdown begins: ends the startup waits. */
+const startup = new AbortController();
 
 const C = process.stdout.isTTY && !process.env.NO_COLOR ? { dim: '\x1b[2m', red: '\x1b[31m', yellow: '\x1b[33m', reset: '\x1b[0m' } : { dim: '', red: '', yellow: '', reset: '' };
 
@@ -239,22 +207,29 @@ function formatNatsLine(line: string): string | null {
   return /\[(ERR|FTL)\]/.test(line) ? `${C.red}${line}${C.reset}` : null;
 }
 
-function startChild(kind: Kind, name: string, cmd: string, args: string[], logFile: string): Child {
+/**
+ * Watches a started child (in its own process group): its output lines, fed to `line()`, go to
+ * `logFile` and, filtered, to the terminal; an exit before shutdown stops everything.
+ */
+function watchChild(kind: Kind, name: string, proc: ChildProcess, logFile: string): Child {
   const log: WriteStream = createWriteStream(logFile, { flags: 'a' });
   log.on('error', () => {}); // a log file that cannot be written must not stop the launcher
-  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const child: Child = { kind, name, proc, tail: [], running: true, exited: Promise.resolve(), lineListeners: new Set() };
   const width = 12;
-  const onLine = (line: string) => {
-    if (!log.writableEnded) log.write(`${line}\n`);
-    child.tail.push(line);
-    if (child.tail.length > 40) child.tail.shift();
-    const shown = kind === 'node' ? formatNodeLine(line) : formatNatsLine(line);
-    if (shown !== null) say(`${C.dim}[${name.padEnd(width)}]${C.reset} ${shown}`);
-    for (const l of child.lineListeners) l(line);
+  const child: Child = {
+    kind,
+    name,
+    proc,
+    tail: [],
+    running: true,
+    exited: Promise.resolve(),
+    line(line: string) {
+      if (!log.writableEnded) log.write(`${line}\n`);
+      child.tail.push(line);
+      if (child.tail.length > 40) child.tail.shift();
+      const shown = kind === 'node' ? formatNodeLine(line) : formatNatsLine(line);
+      if (shown !== null) say(`${C.dim}[${name.padEnd(width)}]${C.reset} ${shown}`);
+    },
   };
-  createInterface({ input: proc.stdout! }).on('line', onLine);
-  createInterface({ input: proc.stderr! }).on('line', onLine);
   child.exited = new Promise<void>((done) => {
     const finish = (info: string) => {
       if (!child.running) return;
@@ -318,6 +293,7 @@ let shutdownPromise: Promise<never> | undefined;
 function shutdown(code: number): Promise<never> {
   shutdownPromise ??= (async () => {
     stopping = true;
+    startup.abort(new Stopped());
     const nodes = children.filter((c) => c.kind === 'node' && c.running);
     const servers = children.filter((c) => c.kind === 'nats' && c.running);
     if (nodes.length) say(`stopping ${nodes.length} node(s)...`);
@@ -359,95 +335,6 @@ process.on('SIGHUP', onSignal);
 process.stdout.on('error', () => {});
 
 // ---------------------------------------------------------------------------------------------
-// Readiness
-
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    if (stopping) throw new Stopped();
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (stopping) throw new Stopped();
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await delay(100);
-  }
-}
-
-async function getJson(url: string): Promise<unknown> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return res.json();
-}
-
-interface Jsz {
-  meta_cluster?: { leader?: string; cluster_size?: number; replicas?: Array<{ current: boolean; offline?: boolean }> };
-}
-
-/**
- * JetStream is ready on a server when /healthz (JetStream enabled) answers ok, /jsz shows a meta
- * leader with every region in the meta group (all current, as the leader sees them), and a
- * JetStream API request through a client is answered. Same conditions as the test helper
- * test/helpers/nats-cluster.ts (not imported: scripts/ do not depend on test/).
- */
-async function jetStreamReady(r: PlannedRegion, size: number): Promise<true | undefined> {
-  const health = await fetch(`${r.monitorUrl}/healthz?js-enabled-only=true`, { signal: AbortSignal.timeout(1000) });
-  if (!health.ok) return undefined;
-  const meta = ((await getJson(`${r.monitorUrl}/jsz`)) as Jsz).meta_cluster;
-  if (size > 1) {
-    if (!meta?.leader || meta.cluster_size !== size) return undefined;
-    const replicas = meta.replicas;
-    if (replicas && (replicas.length !== size - 1 || replicas.some((x) => !x.current || x.offline))) return undefined;
-  }
-  let nc: NatsConnection | undefined;
-  try {
-    nc = await connect({ servers: r.natsUrl, timeout: 1000, reconnect: false });
-    const jsm = await nc.jetstreamManager({ timeout: 1000 });
-    await jsm.getAccountInfo();
-    return true;
-  } finally {
-    await nc?.close().catch(() => {});
-  }
-}
-
-/** Resolves with the node's URL from its {"msg":"listening","url":...} log line. */
-function listeningUrl(child: Child, timeoutMs: number): Promise<string> {
-  return new Promise<string>((resolveUrl, reject) => {
-    const done = () => {
-      clearTimeout(timer);
-      child.lineListeners.delete(onLine);
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new Error(`node ${child.name} did not log "listening" within ${timeoutMs / 1000} s (log: ${child.name}.log)`));
-    }, timeoutMs);
-    const onLine = (line: string) => {
-      let j: { msg?: unknown; url?: unknown };
-      try {
-        j = JSON.parse(line) as { msg?: unknown; url?: unknown };
-      } catch {
-        return; // not JSON
-      }
-      if (j.msg === 'listening' && typeof j.url === 'string') {
-        done();
-        resolveUrl(j.url);
-      }
-    };
-    child.lineListeners.add(onLine);
-    void child.exited.then(() => {
-      done();
-      reject(new Stopped());
-    });
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
 // Main
 
 function table(rows: string[][]): string[] {
@@ -458,7 +345,8 @@ function table(rows: string[][]): string[] {
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   verbose = opts.verbose;
-  checkNatsServer();
+  const problem = natsServerProblem();
+  if (problem) fail(problem);
   let topology: Topology;
   try {
     topology = loadTopology();
@@ -486,30 +374,32 @@ async function main(): Promise<void> {
   const logDir = join(dataRoot, 'logs');
   mkdirSync(logDir, { recursive: true });
 
-  // NATS: the generated layout, every listener on 127.0.0.1, gateways dialled on 127.0.0.1.
-  const addresses: Record<string, RegionAddress> = Object.fromEntries(regions.map((r) => [r.name, { ports: r.nats, host: HOST }]));
+  // NATS: the generated layout, every listener on 127.0.0.1, gateways dialled on 127.0.0.1;
+  // configs and stores in <root>/nats/<region>/.
   const t0 = Date.now();
   say(`starting ${regions.length} nats-servers (${regions.map((r) => r.name).join(', ')}), data in ${dataRoot}`);
-  for (const r of regions) {
-    const dir = join(dataRoot, 'nats', r.name);
-    const storeDir = join(dir, 'jetstream');
-    mkdirSync(storeDir, { recursive: true });
-    const conf = join(dir, 'nats.conf');
-    await writeFile(conf, renderRegionNatsConfig(topology, r.name, { storeDir, listenHost: HOST, routeHost: HOST, addresses, header: false }));
-    startChild('nats', natsServerName(r.name), NATS_SERVER_BIN, ['-c', conf], join(logDir, `${natsServerName(r.name)}.log`));
-  }
-  await Promise.all(regions.map((r) => until(`JetStream on ${r.name} (${r.monitorUrl}/jsz)`, NATS_READY_TIMEOUT_MS, () => jetStreamReady(r, regions.length))));
+  const natsChildren = new Map<string, Child>();
+  const sc = await startSupercluster({
+    topology,
+    ports: Object.fromEntries(regions.map((r) => [r.name, r.nats])),
+    root: join(dataRoot, 'nats'),
+    detached: true,
+    ready: false,
+    onSpawn: (server, proc) => {
+      const name = natsServerName(server.name);
+      natsChildren.set(server.name, watchChild('nats', name, proc, join(logDir, `${name}.log`)));
+    },
+    onLine: (server, line) => natsChildren.get(server.name)?.line(line),
+  });
+  await sc.waitReady(NATS_READY_TIMEOUT_MS, startup.signal);
   say(`JetStream ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
   const allRegions = regions.map((r) => r.name).join(',');
   const nodeCount = regions.reduce((n, r) => n + r.nodes.length, 0);
   say(`starting ${nodeCount} limiter node(s) with rules ${opts.rules}`);
   const started: Array<{ region: PlannedRegion; id: string; child: Child; url: Promise<string> }> = [];
-  const startNodeProcess = (r: PlannedRegion, n: { id: string; httpPort: number }) => {
+  const launchNode = (r: PlannedRegion, n: { id: string; httpPort: number }) => {
     const args = [
-      '--import',
-      TSX_LOADER,
-      join(ROOT, 'src', 'main.ts'),
       '--node-id', n.id,
       '--region', r.name,
       '--regions', allRegions,
@@ -519,8 +409,10 @@ async function main(): Promise<void> {
       '--host', HOST,
       '--port', String(n.httpPort),
     ];
-    const child = startChild('node', n.id, process.execPath, args, join(logDir, `${n.id}.log`));
-    const s = { region: r, id: n.id, child, url: listeningUrl(child, NODE_LISTEN_TIMEOUT_MS) };
+    // Output arrives after this function has returned: `child` is set by then.
+    const p = spawnNodeProcess(args, { name: `node ${n.id}`, detached: true, listenTimeoutMs: NODE_LISTEN_TIMEOUT_MS, maxLogLines: 0, onLine: (line) => child.line(line) });
+    const child = watchChild('node', n.id, p.proc, join(logDir, `${n.id}.log`));
+    const s = { region: r, id: n.id, child, url: p.listening };
     started.push(s);
     return s;
   };
@@ -529,8 +421,8 @@ async function main(): Promise<void> {
   // at once race (both see it missing, the second add is refused by nats-server 2.9 with "stream
   // name already in use with a different configuration" and that node exits). The other nodes
   // only add their own durable consumers and start together.
-  for (const r of regions) await startNodeProcess(r, r.nodes[0]!).url;
-  for (const r of regions) for (const n of r.nodes.slice(1)) startNodeProcess(r, n);
+  for (const r of regions) await launchNode(r, r.nodes[0]!).url;
+  for (const r of regions) for (const n of r.nodes.slice(1)) launchNode(r, n);
   const urls = await Promise.all(started.map((s) => s.url));
   say(`${nodeCount} node(s) listening after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
@@ -541,10 +433,7 @@ async function main(): Promise<void> {
   for (const s of listed) rows.push([s.region.name, s.id, s.url, s.region.natsUrl, String(s.child.proc.pid ?? '?')]);
   for (const line of table(rows)) say(`  ${line}`);
   const natsRows = [['REGION', 'NATS SERVER', 'MONITOR', 'PID']];
-  for (const r of regions) {
-    const c = children.find((x) => x.kind === 'nats' && x.name === natsServerName(r.name))!;
-    natsRows.push([r.name, natsServerName(r.name), r.monitorUrl, String(c.proc.pid ?? '?')]);
-  }
+  for (const r of regions) natsRows.push([r.name, natsServerName(r.name), r.monitorUrl, String(sc.region(r.name).pid)]);
   say('');
   for (const line of table(natsRows)) say(`  ${line}`);
   const a = listed[listed.length - 1]!.url;
@@ -562,9 +451,11 @@ main().catch(async (err: unknown) => {
     await (shutdownPromise ?? shutdown(1));
     return;
   }
-  process.stderr.write(`${C.red}regions: start-up failed: ${(err as Error)?.message ?? String(err)}${C.reset}\n`);
+  // The first line only: the rest of a support/ error is the process's log, shown as its tail below.
+  const message = ((err as Error)?.message ?? String(err)).split('\n')[0]!;
+  process.stderr.write(`${C.red}regions: start-up failed: ${message}${C.reset}\n`);
   for (const c of children) {
-    if (c.running && c.tail.length && (err as Error)?.message?.includes(c.name.replace(/^nats-/, ''))) {
+    if (c.running && c.tail.length && message.includes(c.name.replace(/^nats-/, ''))) {
       process.stderr.write(`  last output of ${c.name}:\n${c.tail.slice(-15).map((l) => `    ${l}`).join('\n')}\n`);
     }
   }

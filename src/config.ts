@@ -46,7 +46,7 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   rules: { flag: 'rules', env: 'LIMITER_RULES', type: 'string', help: 'Rules file (YAML or JSON). Required.' },
   data: { flag: 'data', env: 'LIMITER_DATA', type: 'string', default: './data', help: 'Data directory for the SQLite state store.' },
   durability: { flag: 'durability', env: 'LIMITER_DURABILITY', type: 'string', default: 'batch', help: '"batch" (flush every interval) or "sync" (commit before answering).' },
-  flushIntervalMs: { flag: 'flush-interval', env: 'LIMITER_FLUSH_INTERVAL', type: 'duration', default: '50ms', help: 'How often changes are written (and, with NATS, shipped).' },
+  flushIntervalMs: { flag: 'flush-interval', env: 'LIMITER_FLUSH_INTERVAL', type: 'duration', default: '50ms', help: 'How often changes are written to SQLite in batch durability (shipping does not wait for it).' },
   maxKeys: { flag: 'max-keys', env: 'LIMITER_MAX_KEYS', type: 'integer', default: '1000000', help: 'Cap on live keys held in memory (all limits together).' },
   maxKeyBytes: { flag: 'max-key-bytes', env: 'LIMITER_MAX_KEY_BYTES', type: 'integer', default: '512', help: 'Longest key accepted, in UTF-8 bytes.' },
   denyStatus: { flag: 'deny-status', env: 'LIMITER_DENY_STATUS', type: 'integer', default: '429', help: 'Status of a denied GET /v1/check (nginx auth_request needs 401 or 403).' },

@@ -1,7 +1,9 @@
 /**
- * Composition root of one limiter node: rules → engine → state store → persistence → HTTP.
- * main.ts turns flags and environment into a NodeConfig and calls startNode(); tests and the
- * regions launcher call startNode() directly or run main.ts as a process.
+ * Composition root of one limiter node: rules → engine → state store → persistence →
+ * replication → HTTP. main.ts turns flags and environment into a NodeConfig and calls
+ * startNode(); tests and the regions launcher call startNode() directly or run main.ts as a
+ * process. The parts do not call each other back: the shipper waits on the engine's change
+ * signal, the replicator notes positions into persistence, and this file only wires them.
  */
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
@@ -9,8 +11,9 @@ import type { NodeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { loadRulesFile } from './engine/rules.ts';
 import { buildApp, type ReadinessReport } from './http/app.ts';
+import { ReplicationError } from './replication/errors.ts';
+import { JetStreamTransport, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
-import { JetStreamTransport, ReplicationError, type TransportOptions } from './replication/transport.ts';
 import { Persistence } from './storage/persistence.ts';
 import { SqliteStore } from './storage/sqlite.ts';
 
@@ -22,6 +25,14 @@ export interface StartNodeOptions {
   transport?: Partial<Omit<TransportOptions, 'servers' | 'region' | 'regions' | 'nodeId'>>;
   /** How long a node without its data directory waits to rebuild from the streams (default 120 s). */
   rebuildTimeoutMs?: number;
+  /**
+   * How long a node that restarted with its data directory waits, before it listens, to get
+   * back from the streams what it had shipped but not yet written to disk (default 5 s; it
+   * then serves anyway and keeps catching up).
+   */
+  resumeTimeoutMs?: number;
+  /** An idle node's heartbeat interval (ms, default 1000). */
+  heartbeatMs?: number;
 }
 
 /** What GET /v1/status reports. */
@@ -67,7 +78,6 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
   const store = new SqliteStore({ dir: config.data, nodeId: config.nodeId, durability: config.durability });
   const replicating = config.nats.length > 0;
-  let storageError: string | undefined;
   let replicator: Replicator | undefined;
   let transport: JetStreamTransport | undefined;
   let replicationStarted = false;
@@ -79,22 +89,14 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     durability: config.durability,
     flushIntervalMs: config.flushIntervalMs,
     now,
-    extend: replicating ? (own, at) => replicator?.extend(own, at) : undefined,
-    onError: (err) => {
-      storageError = err.message;
-      logger.error({ err, code: err.code }, 'state store write failed; answering from memory and retrying');
-    },
-    afterCommit: ({ own }) => {
-      storageError = undefined;
-      if (own > 0 && replicator !== undefined) void replicator.pump();
-    },
+    onError: (err) => logger.error({ err, code: err.code }, 'state store write failed; answering from memory and retrying'),
   });
   const restored = persistence.restore();
   logger.info({ cells: restored.cells, ms: Math.round(restored.ms), keys: engine.stats().liveKeys }, 'restored live windows');
 
   const cleanup = async () => {
     stopping = true;
-    await replicator?.stop().catch(() => {});
+    await replicator?.stop(0).catch(() => {});
     persistence.stop();
     store.close();
   };
@@ -115,45 +117,30 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     });
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
     transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
-    transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, subject: e.subject, err: e.error }, 'refused a replicated message'));
-    replicator = new Replicator({
-      engine,
-      store,
-      transport,
-      nodeId: config.nodeId,
-      region: config.region,
-      incarnation: store.incarnation,
-      flushIntervalMs: config.flushIntervalMs,
-      now,
-      logger,
-    });
-    // A node whose data directory is new must not undercount: it rebuilds every node's
-    // contribution, its own earlier life's included, from the streams before it serves.
+    transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, origin: e.origin, err: e.error }, 'refused a replicated batch'));
+    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs });
+    // Cells restored from disk may never have been shipped (a crash before the publish): ship
+    // them all again. Peers merge by max, so what they already have changes nothing.
+    if (restored.cells > 0) engine.shipAllOwn();
+    // A node whose data directory is new rebuilds every node's contribution, its own earlier
+    // life's included, from the streams before it serves. A node that kept its directory
+    // resumes after its stored positions, and first gets back its own batches shipped after
+    // its last flush (merged by max) so that new admissions build on them.
     const rebuild = store.created;
-    const startReplication = async () => {
-      await replicator!.start({ rebuild });
+    const startAfterSeq = rebuild ? {} : store.positions();
+    const startReplication = async (timeoutMs: number) => {
+      await replicator!.start(startAfterSeq);
       replicationStarted = true;
       replicationError = undefined;
-      const caughtUp = await replicator!.waitCaughtUp(rebuild ? (opts.rebuildTimeoutMs ?? 120_000) : 30_000);
+      const caughtUp = await replicator!.waitCaughtUp(timeoutMs);
       logger.info({ rebuild, caughtUp, keys: engine.stats().liveKeys }, rebuild ? 'rebuilt state from the streams' : 'replication started');
       return caughtUp;
     };
-    if (rebuild) {
-      try {
-        const caughtUp = await startReplication();
-        if (!caughtUp) throw new ReplicationError('REPLICATION_UNAVAILABLE', 'timed out rebuilding state from the replication streams');
-        persistence.flush();
-      } catch (err) {
-        await cleanup();
-        throw err;
-      }
-    } else {
-      // With restored state the node serves at once; readiness waits for the streams. Start-up
-      // is retried until it succeeds or the node stops.
+    const retryInBackground = () =>
       void (async () => {
         for (let attempt = 0; !stopping; attempt++) {
           try {
-            await startReplication();
+            await startReplication(30_000);
             return;
           } catch (err) {
             if (stopping) return;
@@ -163,6 +150,34 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
           }
         }
       })();
+    if (rebuild) {
+      try {
+        const caughtUp = await startReplication(opts.rebuildTimeoutMs ?? 120_000);
+        if (!caughtUp) throw new ReplicationError('REPLICATION_UNAVAILABLE', 'timed out rebuilding state from the replication streams');
+        persistence.flush();
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
+    } else {
+      const resumeMs = opts.resumeTimeoutMs ?? 5000;
+      let timer: NodeJS.Timeout | undefined;
+      const first = startReplication(resumeMs).then(
+        () => 'done' as const,
+        (err: unknown) => err,
+      );
+      const outcome = await Promise.race([first, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), resumeMs)))]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        logger.warn({ resumeMs }, 'replication not caught up yet; serving from local state while it continues');
+        void first.then((r) => {
+          if (r !== 'done' && !stopping) retryInBackground();
+        });
+      } else if (outcome !== 'done') {
+        replicationError = (outcome as Error).message;
+        logger.error({ err: outcome }, 'replication failed to start; answering from local state and retrying');
+        retryInBackground();
+      }
     }
   }
   persistence.start();
@@ -170,7 +185,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const readiness = (): ReadinessReport => {
     const reasons: string[] = [];
     let ready = true;
-    if (storageError !== undefined) reasons.push(`storage: ${storageError}`);
+    if (persistence.lastError !== undefined) reasons.push(`storage: ${persistence.lastError.message}`);
     if (transport !== undefined) {
       const t = transport.status();
       if (!replicationStarted) {
@@ -230,12 +245,9 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     closing ??= (async () => {
       stopping = true;
       await app.close();
-      // Final flush writes the last own cells to the outbox; publish what can be, then stop.
+      // Ship the last admissions (up to 2 s), then write everything and close.
+      await replicator?.stop(2000).catch(() => {});
       persistence.stop();
-      if (replicator) {
-        await replicator.drainOutbox(2000).catch(() => {});
-        await replicator.stop().catch(() => {});
-      }
       store.close();
       logger.info('stopped');
     })();

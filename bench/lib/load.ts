@@ -7,7 +7,7 @@
  * Several runs of one target (segments interleaved with other targets) merge into one result.
  */
 import autocannon, { type RequestParams } from 'autocannon';
-import { percentileSorted } from './stats.ts';
+import { percentileSorted } from '../../support/stats.ts';
 
 export interface LoadOptions {
   url: string;

@@ -1,6 +1,6 @@
 /** Plain-text tables for the terminal and the JSON document for machines. */
 import { cpus, totalmem, release } from 'node:os';
-import { ms, ratio, round, si } from './stats.ts';
+import { ms, ratio, round, si } from './format.ts';
 import type { Check, Figure, Section, SectionResult } from './types.ts';
 
 export interface SectionOutcome {

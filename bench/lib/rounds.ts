@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { Child } from './child.ts';
 import { load, summarize, type LoadRun, type LoadSummary } from './load.ts';
-import { max, median, min, percentileSorted } from './stats.ts';
+import { max, median, min, percentileSorted } from '../../support/stats.ts';
 import type { BenchContext, Figure } from './types.ts';
 
 /** A server under load: a child process and its base URL. */

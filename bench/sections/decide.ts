@@ -17,7 +17,8 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { Engine } from '../../src/engine/engine.ts';
 import { HIGH_LIMIT, catchAllRules, makeKeys, pkgVersion } from '../lib/fixtures.ts';
-import { max, median, min, si } from '../lib/stats.ts';
+import { max, median, min } from '../../support/stats.ts';
+import { si } from '../lib/format.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 interface Case {

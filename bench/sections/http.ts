@@ -17,7 +17,7 @@ import { Child } from '../lib/child.ts';
 import { pkgVersion } from '../lib/fixtures.ts';
 import { load } from '../lib/load.ts';
 import { figure, interleave, measured, paired, r3, type LoadServer, type Measured, type RoundStat, type Target } from '../lib/rounds.ts';
-import { ms, si } from '../lib/stats.ts';
+import { ms, si } from '../lib/format.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 const SERVER = 'bench/children/http-server.ts';

@@ -3,7 +3,7 @@
  * process with --expose-gc. See bench/children/memory.ts for what is counted.
  */
 import { runChild } from '../lib/child.ts';
-import { count, round } from '../lib/stats.ts';
+import { count, round } from '../lib/format.ts';
 import { check, type BenchContext, type Section, type SectionResult } from '../lib/types.ts';
 
 interface MemoryResult {

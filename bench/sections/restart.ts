@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runChild } from '../lib/child.ts';
-import { count, round, si } from '../lib/stats.ts';
+import { count, round, si } from '../lib/format.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 interface WriteResult {

@@ -17,6 +17,7 @@ import {
   type SlotEntry,
 } from '../../crdt/index.ts';
 import { formatDuration } from './duration.ts';
+import { Signal } from './signal.ts';
 import type {
   CheckRequest,
   Decision,
@@ -90,6 +91,8 @@ const NO_RULE: Decision = Object.freeze({
 const EVICTION_SAMPLES = 5;
 const EVICTION_MAX_SAMPLES = 64;
 const MAX_FUTURE_BUFFER = 100_000;
+/** Keys that reached their limit, held until the shipper takes them (older ones ship with the rest). */
+const MAX_EXHAUSTED = 1024;
 
 /** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
 export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
@@ -110,6 +113,13 @@ export class Engine implements Limiter {
   private readonly maxFutureSlots: number;
   private liveKeys = 0;
   private future: SlotEntry[] = [];
+  /** Fired when own cells change (admission, refund): the shipper waits on it. */
+  readonly ownChanged = new Signal();
+  /** Fired when an admission leaves a key at its limit: shipped ahead of everything else. */
+  readonly exhausted = new Signal();
+  private exhaustedKeys: { store: SlotWindowStore; key: string }[] = [];
+  /** Per scope: the largest usage above the limit seen after merging remote cells, and until when it counts. */
+  private readonly excess = new Map<ScopeId, { value: number; untilMs: number }>();
   readonly counters = {
     capEvictions: 0,
     idleEvictions: 0,
@@ -221,6 +231,8 @@ export class Engine implements Limiter {
     if (usage + cost <= cap) {
       if (e < 0) e = this.createEntry(lim, key, slot, now);
       store.addOwn(e, slot, cost);
+      this.ownChanged.fire();
+      if (usage + cost + 1 > cap) this.noteExhausted(store, key);
       return {
         allowed: true,
         limit: cap,
@@ -297,11 +309,13 @@ export class Engine implements Limiter {
       if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now, key);
       lim.store.addOwn(e, slot, cost);
       const rem = lim.math.capacity - usages[i] - cost;
+      if (rem < 1) this.noteExhausted(lim.store, key);
       if (rem < bindRemaining) {
         bindRemaining = rem;
         bind = i;
       }
     }
+    this.ownChanged.fire();
     const lim = limits[bind];
     return {
       allowed: true,
@@ -326,6 +340,7 @@ export class Engine implements Limiter {
       lim.store.advance(e, slot);
       refunded = Math.max(refunded, lim.store.refundOwn(e, slot, req.cost));
     }
+    if (refunded > 0) this.ownChanged.fire();
     return { ruleId: rule.id, refunded };
   }
 
@@ -359,11 +374,57 @@ export class Engine implements Limiter {
 
   // ---- adapters' side ----
 
-  /** Take every change since the last drain: rows for persistence, own cells for replication. */
+  /** Take every change since the last drain, for both consumers (tests and tools). */
   drain(): DrainResult {
     const out: DrainResult = { rows: [], own: [] };
     for (const cl of this.scopes.values()) if (cl.store.hasChanges) cl.store.drain(out);
     return out;
+  }
+
+  /** Every cell changed since the last drainRows (every node's): what persistence writes. */
+  drainRows(): SlotEntry[] {
+    const rows: SlotEntry[] = [];
+    for (const cl of this.scopes.values()) if (cl.store.hasRowChanges) cl.store.drainRows(rows);
+    return rows;
+  }
+
+  /**
+   * This node's own cells changed since the last drainOwn (admissions and refunds): what
+   * replication ships. Keys that reached their limit and are still waiting come first.
+   */
+  drainOwn(): SlotEntry[] {
+    const own = this.drainExhausted();
+    for (const cl of this.scopes.values()) if (cl.store.hasOwnChanges) cl.store.drainOwn(own);
+    return own;
+  }
+
+  /** Own cells of the keys that reached their limit since the last call (shipped with priority). */
+  drainExhausted(): SlotEntry[] {
+    const own: SlotEntry[] = [];
+    if (this.exhaustedKeys.length === 0) return own;
+    const keys = this.exhaustedKeys;
+    this.exhaustedKeys = [];
+    for (const { store, key } of keys) store.drainOwnKey(key, own);
+    return own;
+  }
+
+  /** Ship these own cells again (their publish failed): the next drainOwn takes their keys' current values. */
+  requeueOwn(cells: readonly SlotEntry[]): void {
+    for (const c of cells) this.scopes.get(c.scope)?.store.requeueOwn(c);
+    if (cells.length > 0) this.ownChanged.fire();
+  }
+
+  /** Mark every own cell held to be shipped (after a restart from storage). Returns keys marked. */
+  shipAllOwn(): number {
+    let n = 0;
+    for (const cl of this.scopes.values()) n += cl.store.markAllOwnDirty();
+    if (n > 0) this.ownChanged.fire();
+    return n;
+  }
+
+  private noteExhausted(store: SlotWindowStore, key: string): void {
+    if (this.exhaustedKeys.length < MAX_EXHAUSTED) this.exhaustedKeys.push({ store, key });
+    this.exhausted.fire();
   }
 
   /**
@@ -388,9 +449,14 @@ export class Engine implements Limiter {
         } else this.counters.futureCellsDropped++;
         continue;
       }
-      if (this.mergeInto(cl, c, current, now, true)) {
+      const e = this.mergeInto(cl, c, current, now, true);
+      if (e >= 0) {
         changed++;
-        if (onAdmitted !== undefined && cl.store.lastMergeIncreaseP > 0) onAdmitted(cl, c.node, cl.store.lastMergeIncreaseP);
+        const increase = cl.store.lastMergeIncreaseP;
+        if (increase > 0) {
+          if (onAdmitted !== undefined) onAdmitted(cl, c.node, increase);
+          this.noteExcess(cl, e, now);
+        }
       }
     }
     return changed;
@@ -404,20 +470,42 @@ export class Engine implements Limiter {
       if (cl === undefined) continue;
       const current = Math.floor(now / cl.math.slotMs);
       if (c.slot <= current - cl.store.ringSlots) continue;
-      if (this.mergeInto(cl, c, current, now, false)) n++;
+      if (this.mergeInto(cl, c, current, now, false) >= 0) n++;
     }
     return n;
   }
 
-  private mergeInto(cl: CompiledLimit, c: SlotEntry, current: number, now: number, markDirty: boolean): boolean {
+  /** Merge one cell; the entry index when the state changed, else −1. */
+  private mergeInto(cl: CompiledLimit, c: SlotEntry, current: number, now: number, markDirty: boolean): number {
     const store = cl.store;
     let e = store.find(c.key);
     if (e < 0) {
-      if (c.slot <= current - store.ringSlots) return false; // already expired here
+      if (c.slot <= current - store.ringSlots) return -1; // already expired here
       e = this.createEntry(cl, c.key, Math.min(c.slot, current), now);
     }
     const node = this.nodes.intern(c.node);
-    return store.mergeCell(e, node, c.slot, c.p, c.n, markDirty);
+    return store.mergeCell(e, node, c.slot, c.p, c.n, markDirty) ? e : -1;
+  }
+
+  /** A merge raised a key's usage: remember how far above its limit it went (the overshoot actually seen). */
+  private noteExcess(cl: CompiledLimit, e: number, now: number): void {
+    const over = cl.math.usage(cl.store, e, now) - cl.math.capacity;
+    if (over <= 0) return;
+    const cur = this.excess.get(cl.scope);
+    if (cur === undefined || cur.untilMs < now) this.excess.set(cl.scope, { value: over, untilMs: now + cl.spec.windowMs });
+    else if (over >= cur.value) {
+      cur.value = over;
+      cur.untilMs = now + cl.spec.windowMs;
+    }
+  }
+
+  /**
+   * The largest usage above the limit that merging other nodes' counts revealed for any key of
+   * `scope` within the last window (0 if none): the overshoot that actually happened.
+   */
+  observedExcess(scope: ScopeId, now: number): number {
+    const cur = this.excess.get(scope);
+    return cur === undefined || cur.untilMs < now ? 0 : cur.value;
   }
 
   /**

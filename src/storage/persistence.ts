@@ -8,13 +8,19 @@
  * - `sync`: group commit before answering; callers await `commitBarrier()` after counting, and
  *   every request decided in the same event-loop turn shares one transaction.
  *
+ * Replication positions: the replicator notes, after merging each batch, the stream position
+ * it reached (`notePosition`); the next flush commits them in the same transaction as the
+ * cells, so the stored cells always contain everything up to the stored positions. Shipping
+ * is not done here: the replication shipper drains own cells from the engine on its own.
+ *
  * A failed write does not crash the node: the rows are kept (bounded) and retried on the next
- * flush, the failure is counted, and in `sync` mode the waiting requests are told.
+ * flush, the failure is counted and kept in `lastError`, and in `sync` mode the waiting
+ * requests are told.
  */
 import type { SlotEntry } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { StorageError } from '../engine/errors.ts';
-import type { Durability, StateStore, WriteBatch } from './sqlite.ts';
+import type { Durability, StateStore } from './ports.ts';
 
 export interface PersistenceOptions {
   engine: Engine;
@@ -28,10 +34,7 @@ export interface PersistenceOptions {
   sweepIntervalMs?: number;
   /** Largest number of rows kept for retry after failed writes. */
   maxRetryRows?: number;
-  /** Extra writes committed in the same transaction as the drained cells (replication outbox). */
-  extend?: (own: SlotEntry[], now: number) => Omit<WriteBatch, 'cells'> | undefined;
-  /** Called after a successful commit (e.g. to kick the replication publisher). */
-  afterCommit?: (committed: { rows: number; own: number }) => void;
+  /** Told of every failed write (logging); the failure is also kept in `lastError`. */
   onError?: (err: StorageError) => void;
 }
 
@@ -48,10 +51,14 @@ export interface PersistenceStats {
 }
 
 export class Persistence {
-  private readonly o: Required<Omit<PersistenceOptions, 'extend' | 'afterCommit' | 'onError'>> & PersistenceOptions;
+  private readonly o: Required<Omit<PersistenceOptions, 'onError'>> & PersistenceOptions;
   private timers: NodeJS.Timeout[] = [];
   private retry: SlotEntry[] = [];
-  private retryExtra: Omit<WriteBatch, 'cells'>[] = [];
+  /** Positions noted since the last commit (kept across failed writes). */
+  private positions: Record<string, number> = {};
+  private hasPositions = false;
+  /** The last write failure, cleared by the next successful commit. */
+  lastError: StorageError | undefined;
   private barrier: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
   private barrierScheduled = false;
   private closed = false;
@@ -136,38 +143,45 @@ export class Persistence {
     return this.barrier.promise;
   }
 
+  /** The replicator merged a stream's batches up to `seq`: commit that with the next flush. */
+  notePosition(stream: string, seq: number): void {
+    if (seq > (this.positions[stream] ?? 0)) {
+      this.positions[stream] = seq;
+      this.hasPositions = true;
+    }
+  }
+
   /** Drain the engine and commit. Throws StorageError if the write fails (rows are kept for retry). */
   flush(): number {
     const barrier = this.barrier;
     this.barrier = undefined;
-    const now = this.o.now();
-    const drained = this.o.engine.drain();
-    const extra = this.o.extend ? this.o.extend(drained.own, now) : undefined;
-    const cells = this.retry.length > 0 ? this.retry.concat(drained.rows) : drained.rows;
-    const extras = extra && (extra.outbox?.length || (extra.positions && Object.keys(extra.positions).length > 0)) ? [...this.retryExtra, extra] : this.retryExtra;
-    if (cells.length === 0 && extras.length === 0) {
+    const drained = this.o.engine.drainRows();
+    const cells = this.retry.length > 0 ? this.retry.concat(drained) : drained;
+    if (cells.length === 0 && !this.hasPositions) {
       barrier?.resolve();
       return 0;
     }
-    const batch: WriteBatch = { cells, ...mergeExtras(extras) };
+    const positions = this.positions;
     const t0 = performance.now();
     try {
-      this.o.store.write(batch);
+      this.o.store.write(this.hasPositions ? { cells, positions } : { cells });
     } catch (err) {
       this.stats.failures++;
-      this.keepForRetry(cells, extras);
+      this.keepForRetry(cells);
       const e = err instanceof StorageError ? err : new StorageError(String(err), { cause: err });
+      this.lastError = e;
       barrier?.reject(e);
       throw e;
     }
+    this.lastError = undefined;
+    this.positions = {};
+    this.hasPositions = false;
     this.retry = [];
-    this.retryExtra = [];
     this.stats.retryRows = 0;
     this.stats.flushes++;
     this.stats.rowsWritten += cells.length;
     this.stats.lastFlushMs = performance.now() - t0;
     barrier?.resolve();
-    this.o.afterCommit?.({ rows: cells.length, own: drained.own.length });
     return cells.length;
   }
 
@@ -180,14 +194,13 @@ export class Persistence {
     }
   }
 
-  private keepForRetry(cells: SlotEntry[], extras: Omit<WriteBatch, 'cells'>[]): void {
+  private keepForRetry(cells: SlotEntry[]): void {
     let kept = cells;
     if (kept.length > this.o.maxRetryRows) {
       this.stats.droppedRows += kept.length - this.o.maxRetryRows;
       kept = kept.slice(kept.length - this.o.maxRetryRows);
     }
     this.retry = kept;
-    this.retryExtra = extras;
     this.stats.retryRows = kept.length;
   }
 
@@ -203,6 +216,7 @@ export class Persistence {
       return n;
     } catch (err) {
       this.stats.failures++;
+      this.lastError = err as StorageError;
       this.o.onError?.(err as StorageError);
       return 0;
     }
@@ -219,16 +233,4 @@ export class Persistence {
     }
     this.closed = true;
   }
-}
-
-function mergeExtras(extras: readonly Omit<WriteBatch, 'cells'>[]): Omit<WriteBatch, 'cells'> {
-  if (extras.length === 0) return {};
-  if (extras.length === 1) return extras[0];
-  const outbox: NonNullable<WriteBatch['outbox']>[number][] = [];
-  const positions: Record<string, number> = {};
-  for (const e of extras) {
-    if (e.outbox) outbox.push(...e.outbox);
-    if (e.positions) for (const [k, v] of Object.entries(e.positions)) positions[k] = Math.max(positions[k] ?? 0, v);
-  }
-  return { outbox, positions };
 }

@@ -1,22 +1,25 @@
 /**
- * SQLite state store (better-sqlite3, WAL). One narrow port: load live cells, write a batch of
- * cells (cell-wise max, so replays are harmless), expire old slots, small metadata, and the
- * replication outbox and consumer positions that must commit in the same transaction as the
- * cells they describe.
+ * SQLite state store (better-sqlite3, WAL), implementing the storage ports of ./ports.ts:
+ * load live cells, write a batch of cells (cell-wise max, so replays are harmless) with the
+ * replication positions they contain in one transaction, expire old slots, small metadata.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SlotEntry } from '../../crdt/index.ts';
 import { LimiterError, StorageError } from '../engine/errors.ts';
+import type { Durability, StateStore, WriteBatch } from './ports.ts';
 
-export const SCHEMA_VERSION = 1;
+export type { Durability, StateStore, WriteBatch } from './ports.ts';
+
+/**
+ * 2: the replication outbox is gone (own cells are shipped from memory and, after a restart,
+ * shipped again from the restored cells). Version 1 files are upgraded in place.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** Rows per multi-row upsert statement (6 parameters each; SQLite allows 32 766). */
 const UPSERT_ROWS = 64;
-
-export type Durability = 'batch' | 'sync';
 
 export interface SqliteStoreOptions {
   /** Data directory; the database is `<dir>/limiter.db`. */
@@ -27,49 +30,10 @@ export interface SqliteStoreOptions {
   durability?: Durability;
 }
 
-/** A message waiting to be acknowledged by the replication stream. */
-export interface OutboxRecord {
-  id: number;
-  msgId: string;
-  payload: Uint8Array;
-  createdAt: number;
-}
-
-/** What one transaction writes. */
-export interface WriteBatch {
-  cells: readonly SlotEntry[];
-  /** Outbox messages to add (replication), committed atomically with the cells. */
-  outbox?: readonly { id: number; msgId: string; payload: Uint8Array; createdAt: number }[];
-  /** Stream positions applied (replication), committed atomically with the cells. */
-  positions?: Readonly<Record<string, number>>;
-}
-
-/** The state port. One implementation here (SQLite); the contract suite in test/storage runs against it. */
-export interface StateStore {
-  readonly path: string;
-  loadCells(isLive: (scope: string, slot: number) => boolean, visit: (cell: SlotEntry) => void): number;
-  write(batch: WriteBatch): void;
-  expire(minSlotByScope: ReadonlyMap<string, number>): number;
-  getMeta(key: string): string | undefined;
-  setMeta(key: string, value: string): void;
-  outbox(limit: number): OutboxRecord[];
-  ackOutbox(ids: readonly number[]): void;
-  outboxSize(): number;
-  /** Highest outbox id ever used (ids are never reused, so message ids stay unique). */
-  lastOutboxId(): number;
-  positions(): Record<string, number>;
-  close(): void;
-}
-
 export class SqliteStore implements StateStore {
   readonly path: string;
   /** True when this open created the database (a new or emptied data directory). */
   readonly created: boolean;
-  /**
-   * Random id chosen when the database was created. Replication message ids carry it, so a node
-   * that comes back without its data directory never reuses an earlier life's message ids.
-   */
-  readonly incarnation: string;
   private readonly db: Database.Database;
   private readonly scopeIds = new Map<string, number>();
   private readonly scopeNames = new Map<number, string>();
@@ -82,10 +46,6 @@ export class SqliteStore implements StateStore {
     expire: Database.Statement;
     getMeta: Database.Statement;
     setMeta: Database.Statement;
-    addOutbox: Database.Statement;
-    outbox: Database.Statement;
-    ackOutbox: Database.Statement;
-    outboxSize: Database.Statement;
     setPos: Database.Statement;
     positions: Database.Statement;
   };
@@ -112,7 +72,6 @@ export class SqliteStore implements StateStore {
       this.db.close();
       throw new LimiterError('STORAGE_INCOMPATIBLE', `data directory ${opts.dir} belongs to node "${owner}", not "${opts.nodeId}"`);
     }
-    this.incarnation = this.getMetaRaw('incarnation') ?? this.setIncarnation();
     const db = this.db;
     this.stmts = {
       upsert: db.prepare(
@@ -124,10 +83,6 @@ export class SqliteStore implements StateStore {
       expire: db.prepare('DELETE FROM cells WHERE scope = ? AND slot < ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-      addOutbox: db.prepare('INSERT INTO outbox (id, msg_id, payload, created_at) VALUES (?, ?, ?, ?)'),
-      outbox: db.prepare('SELECT id, msg_id AS msgId, payload, created_at AS createdAt FROM outbox ORDER BY id LIMIT ?'),
-      ackOutbox: db.prepare('DELETE FROM outbox WHERE id = ?'),
-      outboxSize: db.prepare('SELECT count(*) FROM outbox').pluck(),
       setPos: db.prepare('INSERT INTO positions (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = max(seq, excluded.seq)'),
       positions: db.prepare('SELECT stream, seq FROM positions'),
     };
@@ -166,7 +121,6 @@ export class SqliteStore implements StateStore {
         const c = cells[i];
         up.run(this.scopeId(c.scope), c.key, c.slot, this.nodeId(c.node), c.p, c.n);
       }
-      if (batch.outbox) for (const m of batch.outbox) this.stmts.addOutbox.run(m.id, m.msgId, m.payload, m.createdAt);
       if (batch.positions) for (const [stream, seq] of Object.entries(batch.positions)) this.stmts.setPos.run(stream, seq);
     });
   }
@@ -175,7 +129,7 @@ export class SqliteStore implements StateStore {
     const db = this.db;
     db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`);
     const v = this.getMetaRaw('schema_version');
-    if (v !== undefined && Number(v) !== SCHEMA_VERSION) {
+    if (v !== undefined && Number(v) !== SCHEMA_VERSION && Number(v) !== 1) {
       db.close();
       throw new LimiterError('STORAGE_INCOMPATIBLE', `state store schema version ${v} is not supported (this build reads ${SCHEMA_VERSION})`);
     }
@@ -192,17 +146,14 @@ export class SqliteStore implements StateStore {
         PRIMARY KEY (scope, key, slot, node)
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS cells_by_slot ON cells (scope, slot);
-      CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL, payload BLOB NOT NULL, created_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS positions (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     `);
-    if (v === undefined) this.setMetaRaw('schema_version', String(SCHEMA_VERSION));
-  }
-
-  /** Chosen on the first open of a database (also of one made before incarnations existed). */
-  private setIncarnation(): string {
-    const id = randomBytes(6).toString('hex');
-    this.setMetaRaw('incarnation', id);
-    return id;
+    if (Number(v) === 1) {
+      // Version 1 kept an outbox of messages not yet acknowledged; the restored own cells are
+      // shipped again at start-up instead, which covers them.
+      db.exec(`DROP TABLE IF EXISTS outbox; DELETE FROM meta WHERE key = 'incarnation'`);
+    }
+    if (v === undefined || Number(v) !== SCHEMA_VERSION) this.setMetaRaw('schema_version', String(SCHEMA_VERSION));
   }
 
   private getMetaRaw(key: string): string | undefined {
@@ -249,7 +200,7 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  /** Write cells (cell-wise max), outbox records and stream positions in one transaction. */
+  /** Write cells (cell-wise max) and stream positions in one transaction. */
   write(batch: WriteBatch): void {
     this.guard('write', () => this.writeTx(batch));
   }
@@ -275,38 +226,6 @@ export class SqliteStore implements StateStore {
 
   setMeta(key: string, value: string): void {
     this.guard('write meta', () => this.stmts.setMeta.run(key, value));
-  }
-
-  outbox(limit: number): OutboxRecord[] {
-    return this.guard('read outbox', () =>
-      (this.stmts.outbox.all(limit) as { id: number; msgId: string; payload: Buffer; createdAt: number }[]).map((r) => ({
-        id: r.id,
-        msgId: r.msgId,
-        payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength),
-        createdAt: r.createdAt,
-      })),
-    );
-  }
-
-  ackOutbox(ids: readonly number[]): void {
-    this.guard('ack outbox', () => {
-      const tx = this.db.transaction((list: readonly number[]) => {
-        for (const id of list) this.stmts.ackOutbox.run(id);
-      });
-      tx(ids);
-    });
-  }
-
-  outboxSize(): number {
-    return this.guard('count outbox', () => this.stmts.outboxSize.get() as number);
-  }
-
-  lastOutboxId(): number {
-    return this.guard('read outbox sequence', () => {
-      const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").pluck().get() as number | undefined;
-      const max = this.db.prepare('SELECT max(id) FROM outbox').pluck().get() as number | null;
-      return Math.max(seq ?? 0, max ?? 0);
-    });
   }
 
   positions(): Record<string, number> {

@@ -1,8 +1,8 @@
 /**
  * Multi-region limiter fleets for replication integration tests: real limiter processes
- * (src/main.ts, see ./node-process.ts) replicating through a real nats-server
- * supercluster (./nats-cluster.ts), plus a load generator and polling helpers that read the
- * nodes' HTTP API (/v1/check, /v1/usage, /v1/status, /readyz).
+ * (src/main.ts, see support/node-process.ts) replicating through a real nats-server
+ * supercluster (support/supercluster.ts), plus a load generator and polling helpers that read
+ * the nodes' HTTP API (/v1/check, /v1/usage, /v1/status, /readyz).
  *
  * Every node gets its own temp data directory; `Fleet.stopAll()` kills the processes and removes
  * the directories. Processes still running when the test process exits are killed by an exit hook.
@@ -11,8 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNodeProcess, type NodeProcess } from './node-process.ts';
-import { waitFor, type Supercluster } from './nats-cluster.ts';
+import { startNodeProcess, type NodeProcess } from '../../support/node-process.ts';
+import type { Supercluster } from '../../support/supercluster.ts';
+import { sleep, waitFor } from '../../support/wait.ts';
 
 export const REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
 
@@ -28,14 +29,6 @@ process.once('exit', () => {
   }
   for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
 });
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 
 export function figure(name: string, value: string): void {
   console.log(`[figure] ${name}: ${value}`);
@@ -201,16 +194,15 @@ export interface StatusBody {
   replication: {
     connected: boolean;
     caughtUp: boolean;
-    outboxPending: number;
-    published: number;
-    duplicates: number;
+    shipping: { messages: number; cells: number; publishErrors: number; requeued: number; heartbeats: number; priority: number; inFlight: number };
     applied: number;
+    ownReplayed: number;
     messages: number;
     refused: number;
     peers: PeerStatus[];
     streams: Record<string, { lastSeq: number; lastAt: number | null; pending: number | null }>;
   };
-  overshoot: Array<{ ruleId: string; limit: number; bound: number; nodes: number; ratesPerSecond: Record<string, number>; stalenessMs: Record<string, number> }>;
+  overshoot: Array<{ ruleId: string; limit: number; bound: number; model: number; observed: number; nodes: number; ratesPerSecond: Record<string, number>; lagMs: Record<string, number> }>;
 }
 
 export async function status(url: string): Promise<StatusBody> {
@@ -231,6 +223,19 @@ export async function readyz(url: string): Promise<{ status: number; body: Ready
  * Polls every node's usage of `key` until all report `expected`; returns the time
  * (performance.now()) at which the poll round that saw agreement had its answers.
  */
+/** Wait until every node reports the same usage of `key`; resolves with it. */
+export async function waitAgreed(nodes: readonly LimiterNode[], key: string, opts: { timeoutMs?: number } = {}): Promise<number> {
+  let last: (number | string)[] = [];
+  return waitFor(
+    `every node to agree on the usage of ${key}`,
+    async () => {
+      last = await Promise.all(nodes.map((n) => usage(n.url, key).catch((e: Error) => `error: ${e.message}`)));
+      return typeof last[0] === 'number' && last.every((u) => u === last[0]) ? (last[0] as number) + 1 : undefined;
+    },
+    { timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 20, describe: () => `last seen: ${JSON.stringify(last)}` },
+  ).then((v) => v - 1);
+}
+
 export async function waitConverged(
   nodes: readonly LimiterNode[],
   key: string,

@@ -19,6 +19,7 @@ import {
   renderRegionNatsConfig,
   topologyFromNames,
 } from '../../regions/topology.ts';
+import { NATS_SERVER_BIN } from '../../support/nats-server.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(join(os.tmpdir(), 'limiter-regions-test-'));
@@ -55,7 +56,7 @@ describe('committed generated files', () => {
       const conf = renderRegionNatsConfig(topology, r.name, { storeDir: join(tmp, `store-${r.name}`) });
       const file = join(tmp, `${r.name}.conf`);
       writeFileSync(file, conf);
-      const out = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8' });
+      const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', file], { encoding: 'utf8' });
       expect(out.status, out.stderr + out.stdout).toBe(0);
       // One cluster per region, a route to its own cluster port (required on 2.9), gateways to every other region.
       expect(conf).toContain(`name: "${r.name}"`);
@@ -66,7 +67,7 @@ describe('committed generated files', () => {
     }
     const dev = join(tmp, 'dev.conf');
     writeFileSync(dev, renderDevNatsConfig({ storeDir: join(tmp, 'dev-store') }));
-    const out = spawnSync('nats-server', ['-t', '-c', dev], { encoding: 'utf8' });
+    const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', dev], { encoding: 'utf8' });
     expect(out.status, out.stderr + out.stdout).toBe(0);
     expect(readFileSync(join(root, 'nats.conf'), 'utf8')).toContain('listen: "127.0.0.1:4222"');
   });

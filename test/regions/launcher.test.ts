@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadTopology } from '../../regions/topology.ts';
-import { waitFor } from '../helpers/nats-cluster.ts';
+import { TEST_PORT_MIN, portFree } from '../../support/ports.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
@@ -23,14 +24,6 @@ const basePorts = topology.regions.flatMap((r) => [
   r.nats.monitorPort,
   ...r.nodes.map((n) => n.httpPort),
 ]);
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = net.createServer();
-    s.once('error', () => done(false));
-    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => done(true)));
-  });
-}
 
 /** Whether something accepts connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -57,8 +50,8 @@ function listening(port: number): Promise<boolean> {
 async function pickOffset(): Promise<number> {
   const max = Math.max(...basePorts);
   const candidates: number[] = [];
-  // Below 20 000: test/helpers/nats-cluster.ts hands out 20 000–32 000.
-  for (let off = 10_000; max + off < 20_000; off += 100) candidates.push(off);
+  // Below TEST_PORT_MIN: support/ports.ts hands out TEST_PORT_MIN..TEST_PORT_MAX to other tests.
+  for (let off = 10_000; max + off < TEST_PORT_MIN; off += 100) candidates.push(off);
   candidates.sort(() => Math.random() - 0.5);
   for (const off of candidates) {
     let free = true;
@@ -131,17 +124,20 @@ describe('npm run regions (scripts/regions.ts)', () => {
     createInterface({ input: proc.stdout! }).on('line', (l) => out.push(l));
     createInterface({ input: proc.stderr! }).on('line', (l) => out.push(`stderr: ${l}`));
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    proc.once('exit', (code, signal) => (exit = { code, signal }));
     const output = () => `--- launcher output ---\n${out.join('\n')}`;
+    // An early exit fails the wait at once instead of waiting out its deadline.
+    const early = new AbortController();
+    proc.once('exit', (code, signal) => {
+      exit = { code, signal };
+      early.abort(new Error(`launcher exited early (${JSON.stringify(exit)})\n${output()}`));
+    });
 
-    await waitFor(
-      'the launcher to print "ready:"',
-      () => {
-        if (exit) throw new Error(`launcher exited early (${JSON.stringify(exit)})`);
-        return out.some((l) => l.startsWith('ready:'));
-      },
-      { timeoutMs: 45_000, intervalMs: 100, describe: output },
-    );
+    await waitFor('the launcher to print "ready:"', () => out.some((l) => l.startsWith('ready:')), {
+      timeoutMs: 45_000,
+      intervalMs: 100,
+      describe: output,
+      signal: early.signal,
+    });
 
     // The tables: nodes (region, node, URL, NATS, pid) and nats-servers (region, name, monitor, pid).
     const nodes = out

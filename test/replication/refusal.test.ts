@@ -15,7 +15,8 @@ import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startNode, type RunningNode } from '../../src/node.ts';
 import { nodeSubject } from '../../src/replication/subjects.ts';
-import { startSingleServer, waitFor } from '../helpers/nats-cluster.ts';
+import { startSingleServer } from '../../support/nats-server.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const REGION = 'us-east';
 let server: Awaited<ReturnType<typeof startSingleServer>>;

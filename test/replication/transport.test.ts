@@ -1,23 +1,30 @@
 /**
- * JetStreamTransport against real nats-server 2.9 processes: a three-region supercluster (one
- * server per region, gateways through TCP proxies so a region can be cut off), plus the TCP
- * proxy itself and a standalone single-region server.
+ * JetStreamTransport (src/replication/jetstream/) against real nats-server 2.9 processes: a
+ * three-region supercluster (one server per region, gateways through TCP proxies so a region can
+ * be cut off), plus the TCP proxy itself and a standalone single-region server. Recovery timing
+ * (SIGSTOP, kill -9, lost deliveries) is in ./jetstream/recovery.test.ts, the port's contract in
+ * ./jetstream/contract.test.ts.
  *
  * Figures (cross-region arrival latency, catch-up after SIGCONT, resume after kill -9, heal
  * after a blackhole) are printed with a `[figure]` prefix.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSingleServer, startSupercluster, waitFor, type Supercluster } from '../helpers/nats-cluster.ts';
-import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+import { startSingleServer } from '../../support/nats-server.ts';
+import { startSupercluster, type Supercluster } from '../../support/supercluster.ts';
+import { startTcpProxy } from '../../support/tcp-proxy.ts';
+import { waitFor } from '../../support/wait.ts';
+import { CodecError } from '../../crdt/index.ts';
 import {
   JetStreamTransport,
   ReplicationError,
-  type PoisonEvent,
   type ReplicatedMessage,
+  type TransportEvents,
   type TransportOptions,
-} from '../../src/replication/transport.ts';
+} from '../../src/replication/jetstream/index.ts';
 import { aggregateStreamName, durableName, nodeSubject, parseNodeSubject, regionStreamName, regionSubjects } from '../../src/replication/subjects.ts';
+
+type PoisonEvent = TransportEvents['poison'][0];
 
 const REGIONS = ['us-east', 'eu-west', 'ap-south'];
 const enc = new TextEncoder();
@@ -202,8 +209,7 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     const texts: string[] = [];
     for (let i = 0; i < n; i++) {
       const text = `${nodeId}:${tag}:${i}:${counter++}`;
-      const ack = await t.publish(nodeId, enc.encode(text), text);
-      expect(ack.duplicate).toBe(false);
+      await t.publish(enc.encode(text), text);
       texts.push(text);
     }
     return texts;
@@ -246,10 +252,15 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     expect(agg.config.subjects ?? []).toEqual([]);
     expect((agg.config.sources ?? []).map((s) => s.name).sort()).toEqual(['LIMITER_AP_SOUTH', 'LIMITER_US_EAST']);
     expect(agg.cluster?.name).toBe('eu-west');
+    // A durable push consumer without acks, with flow control and idle heartbeats.
     const c = await jsm.consumers.info('LIMITER_EU_WEST_AGG', 'node-eu-west-1');
-    expect(c.config.ack_policy).toBe('explicit');
-    expect(c.config.ack_wait).toBe(30e9);
-    expect(c.config.max_deliver).toBe(10);
+    expect(c.config).toMatchObject({
+      ack_policy: 'none',
+      deliver_subject: '_limiter.deliver.eu-west.eu-west-1.LIMITER_EU_WEST_AGG',
+      flow_control: true,
+      idle_heartbeat: 400e6,
+    });
+    expect(c.push_bound).toBe(true);
     // ensureStreams is idempotent and, with nothing to change, needs no meta quorum.
     await nodes['eu-west-1']!.t.ensureStreams();
     expect(nodes['eu-west-1']!.t.streams()).toEqual(['LIMITER_EU_WEST', 'LIMITER_EU_WEST_AGG']);
@@ -261,7 +272,7 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     for (let i = 0; i < 100; i++) {
       const text = `us-east-1:lat:${i}:${counter++}`;
       const t0 = performance.now();
-      await nodes['us-east-1']!.t.publish('us-east-1', enc.encode(text), text);
+      await nodes['us-east-1']!.t.publish(enc.encode(text), text);
       sent.push(text);
       await waitFor(`arrival of ${text}`, () => nodes['eu-west-1']!.inbox.has(text) && nodes['ap-south-1']!.inbox.has(text), { intervalMs: 0, timeoutMs: 10_000 });
       lat.push(Math.max(nodes['eu-west-1']!.inbox.arrivals.get(text)!, nodes['ap-south-1']!.inbox.arrivals.get(text)!) - t0);
@@ -272,27 +283,33 @@ describe('JetStreamTransport on a three-region supercluster', () => {
 
     await nodes['us-east-2']!.inbox.waitFor(sent, 'same-region delivery to us-east-2');
     const m = nodes['eu-west-1']!.inbox.msgs.find((x) => dec.decode(x.data) === sent[0])!;
-    expect(m).toMatchObject({ subject: 'limiter.d.us-east.us-east-1', stream: 'LIMITER_EU_WEST_AGG', redelivered: false, msgId: sent[0] });
+    expect(m).toMatchObject({ origin: 'us-east-1', stream: 'LIMITER_EU_WEST_AGG' });
+    expect(m.streamSeq).toBeGreaterThan(0);
     expect(nodes['us-east-2']!.inbox.msgs.find((x) => dec.decode(x.data) === sent[0])!.stream).toBe('LIMITER_US_EAST');
-    // A node never hands its own messages to the handler, but its watermark passes them.
-    expect(nodes['us-east-1']!.inbox.msgs.filter((x) => x.subject === nodes['us-east-1']!.t.subject)).toEqual([]);
+    // A node's own messages reach its handler too (the replicator decides what to do with them).
+    await nodes['us-east-1']!.inbox.waitFor(sent, 'own messages back at us-east-1');
+    const own = nodes['us-east-1']!.inbox.msgs.find((x) => dec.decode(x.data) === sent[0])!;
+    expect(own).toMatchObject({ origin: 'us-east-1', stream: 'LIMITER_US_EAST' });
     await waitFor('us-east-1 own watermark', () => nodes['us-east-1']!.t.watermarks()['LIMITER_US_EAST']! >= 101);
   });
 
-  it('dedupes a repeated msg id (duplicate: true) and delivers it once', async () => {
+  it('dedupes a repeated msg id (a duplicate ack is success) and delivers it once', async () => {
     const t = nodes['ap-south-1']!.t;
     const text = `ap-south-1:dup:${counter++}`;
-    const first = await t.publish('ap-south-1', enc.encode(text), text);
-    const again = await t.publish('ap-south-1', enc.encode(text), text);
-    expect(first.duplicate).toBe(false);
-    expect(again).toEqual({ seq: first.seq, duplicate: true });
+    await t.publish(enc.encode(text), text);
+    const stored = (await t.lastSequences())['LIMITER_AP_SOUTH']!;
+    await t.publish(enc.encode(text), text); // resolves: the stream answers duplicate: true
+    const jsm = await t.connection.jetstreamManager();
+    expect((await jsm.streams.info('LIMITER_AP_SOUTH')).state.last_seq).toBe(stored);
     const marker = (await publishMany('ap-south-1', 'after-dup', 1))[0]!;
     await nodes['eu-west-1']!.inbox.waitFor([text, marker], 'dup + marker');
     expect(nodes['eu-west-1']!.inbox.texts().filter((x) => x === text)).toHaveLength(1);
-    await expect(t.publish('us-east-1', enc.encode('x'), 'x')).rejects.toThrow(ReplicationError);
+    const usage = await t.publish(enc.encode('x'), '').catch((e: unknown) => e);
+    expect(usage).toBeInstanceOf(ReplicationError);
+    expect(usage).toMatchObject({ code: 'REPLICATION_USAGE' });
   });
 
-  it('terminates undecodable messages and retries a failing handler in place, keeping order', async () => {
+  it('drops refused (CodecError) messages for good and retries a failing handler in place, keeping order', async () => {
     const { t, inbox } = nodes['eu-west-1']!;
     const poison: PoisonEvent[] = [];
     t.on('poison', (e) => {
@@ -300,9 +317,16 @@ describe('JetStreamTransport on a three-region supercluster', () => {
       inbox.terminated.push({ stream: e.stream, seq: e.streamSeq });
     });
     let flakyFailures = 0;
+    let lookalikeFailures = 0;
     inbox.behave = (m) => {
       const text = dec.decode(m.data);
-      if (text.includes(':poison:')) throw Object.assign(new Error('bad envelope'), { name: 'CodecError', code: 'CODEC_MALFORMED' });
+      if (text.includes(':poison:')) throw new CodecError('CODEC_MALFORMED', 'bad envelope');
+      if (text.includes(':marked:')) throw Object.assign(new Error('refused by the handler'), { poison: true });
+      // Refusal is decided by class (or `poison: true`), never by name: this one is retried.
+      if (text.includes(':lookalike:') && lookalikeFailures < 1) {
+        lookalikeFailures++;
+        throw Object.assign(new Error('looks like a codec error'), { name: 'CodecError', code: 'CODEC_MALFORMED' });
+      }
       if (text.includes(':flaky:') && flakyFailures < 2) {
         flakyFailures++;
         throw new Error('SQLITE_BUSY');
@@ -310,20 +334,26 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     };
     try {
       const [p] = await publishMany('us-east-1', 'poison', 1);
+      const [marked] = await publishMany('us-east-1', 'marked', 1);
+      const [look] = await publishMany('us-east-1', 'lookalike', 1);
       const [f] = await publishMany('us-east-1', 'flaky', 1);
       const [after] = await publishMany('us-east-1', 'after', 1);
-      await inbox.waitFor([f!, after!], 'flaky and following message');
+      await inbox.waitFor([look!, f!, after!], 'lookalike, flaky and following message');
       expect(inbox.has(p!)).toBe(false);
-      expect(poison).toHaveLength(1);
-      expect(poison[0]).toMatchObject({ stream: 'LIMITER_EU_WEST_AGG', subject: 'limiter.d.us-east.us-east-1' });
+      expect(inbox.has(marked!)).toBe(false);
+      expect(poison).toHaveLength(2);
+      expect(poison[0]).toMatchObject({ stream: 'LIMITER_EU_WEST_AGG', origin: 'us-east-1' });
+      expect(poison[0]!.error).toBeInstanceOf(CodecError);
+      expect(lookalikeFailures).toBe(1);
       expect(flakyFailures).toBe(2);
       const texts = inbox.texts();
+      expect(texts.indexOf(look!)).toBeLessThan(texts.indexOf(f!));
       expect(texts.indexOf(f!)).toBeLessThan(texts.indexOf(after!));
       expect(texts.filter((x) => x === f)).toHaveLength(1);
-      expect(t.status().lastError?.message).toMatch(/SQLITE_BUSY|bad envelope/);
-      // The poison message is terminated, not left pending for redelivery.
-      const jsm = await t.connection.jetstreamManager();
-      await waitFor('acks settle', async () => (await jsm.consumers.info('LIMITER_EU_WEST_AGG', 'node-eu-west-1')).num_ack_pending === 0);
+      expect(t.status().lastError?.message).toMatch(/SQLITE_BUSY|bad envelope|refused|looks like/);
+      // Refused messages are behind the position: never handed over again.
+      const seqAfter = inbox.msgs.find((m) => dec.decode(m.data) === after)!.streamSeq;
+      expect(t.status().streams['LIMITER_EU_WEST_AGG']!.lastSeq).toBeGreaterThanOrEqual(seqAfter);
     } finally {
       inbox.behave = () => {};
     }
@@ -477,20 +507,22 @@ describe('JetStreamTransport on a single standalone server (the root nats.conf l
       const a = await mk('dev-1');
       const b = await mk('dev-2');
       expect(a.t.streams()).toEqual(['LIMITER_DEV']);
-      await a.t.publish('dev-1', enc.encode('one'), 'dev-1:1');
+      await a.t.publish(enc.encode('one'), 'dev-1:1');
       await b.inbox.waitFor(['one'], 'same-region delivery');
-      expect(a.inbox.msgs).toEqual([]);
+      // The publisher gets its own message too, marked with its origin.
+      await a.inbox.waitFor(['one'], 'own message at dev-1');
+      expect(a.inbox.msgs).toEqual([expect.objectContaining({ origin: 'dev-1', stream: 'LIMITER_DEV', streamSeq: 1, pending: 0 })]);
       expect(await a.t.lastSequences()).toEqual({ LIMITER_DEV: 1 });
-      await waitFor('dev-1 watermark passes its own message', () => a.t.watermarks()['LIMITER_DEV'] === 1);
-      // dev-1 comes back without its state: replaying from 0 with deliverOwn rebuilds its own contribution.
+      expect(a.t.status().streams).toEqual({ LIMITER_DEV: expect.objectContaining({ lastSeq: 1, pending: 0 }) });
+      // dev-1 comes back without its state: replaying from 0 rebuilds its own contribution.
       await a.t.close();
-      const again = await JetStreamTransport.connect({ servers: s.url, region: 'dev', regions: ['dev'], nodeId: 'dev-1' });
+      const again = new JetStreamTransport({ servers: s.url, region: 'dev', regions: ['dev'], nodeId: 'dev-1' });
       ts.push(again);
-      await again.ensureStreams();
+      await again.start();
       const inbox = new Inbox();
-      await again.consume(inbox.handler, { startAfterSeq: { LIMITER_DEV: 0 }, deliverOwn: true });
+      await again.consume(inbox.handler, { startAfterSeq: { LIMITER_DEV: 0 } });
       await inbox.waitFor(['one'], 'own message replayed');
-      expect(inbox.msgs[0]).toMatchObject({ subject: 'limiter.d.dev.dev-1', streamSeq: 1 });
+      expect(inbox.msgs).toEqual([expect.objectContaining({ origin: 'dev-1', streamSeq: 1 })]);
     } finally {
       await Promise.allSettled(ts.map((t) => t.close()));
       await s.stopAll();

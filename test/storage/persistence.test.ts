@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { StorageError } from '../../src/engine/errors.ts';
@@ -123,5 +124,34 @@ describe('SqliteStore.write', () => {
     for (let k = 0; k < 1000; k++) {
       expect(seen.get(`k${k}|${10 + (k % 3)}|${k % 2 ? 'n1' : 'n2'}`)).toEqual({ p: k + 9, n: 3 });
     }
+  });
+});
+
+describe('SqliteStore schema upgrade', () => {
+  it('opens a version 1 file (with the old replication outbox) in place: cells and positions kept, outbox gone', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'limiter-upgrade-'));
+    dirs.push(dir);
+    const store = new SqliteStore({ dir, nodeId: 'n1' });
+    store.write({ cells: [{ scope: 's', key: 'k', slot: 10, node: 'n1', p: 4, n: 1 }], positions: { LIMITER_X: 12 } });
+    store.close();
+    // Turn it into what version 1 wrote: schema_version 1, an outbox table with a record, an incarnation.
+    const db = new Database(join(dir, 'limiter.db'));
+    db.exec(`UPDATE meta SET value = '1' WHERE key = 'schema_version';
+      INSERT INTO meta (key, value) VALUES ('incarnation', 'abc');
+      CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL, payload BLOB NOT NULL, created_at INTEGER NOT NULL);
+      INSERT INTO outbox (msg_id, payload, created_at) VALUES ('n1:abc:1', x'00', 0);`);
+    db.close();
+
+    const again = new SqliteStore({ dir, nodeId: 'n1' });
+    const cells: unknown[] = [];
+    again.loadCells(() => true, (c) => cells.push(c));
+    expect(cells).toEqual([{ scope: 's', key: 'k', slot: 10, node: 'n1', p: 4, n: 1 }]);
+    expect(again.positions()).toEqual({ LIMITER_X: 12 });
+    expect(again.created).toBe(false);
+    expect(again.getMeta('schema_version')).toBe('2');
+    again.close();
+    const check = new Database(join(dir, 'limiter.db'));
+    expect(check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'outbox'").pluck().get()).toBe(0);
+    check.close();
   });
 });

@@ -1,27 +1,4 @@
-/** Small statistics and number formatting helpers for the benchmark tables. */
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Nearest-rank percentile of an ascending-sorted array (`p` in 0..100). */
-export function percentileSorted(sorted: ArrayLike<number>, p: number): number {
-  const n = sorted.length;
-  if (n === 0) return NaN;
-  const rank = Math.min(n, Math.max(1, Math.ceil((p / 100) * n)));
-  return sorted[rank - 1];
-}
-
-export function min(xs: readonly number[]): number {
-  return xs.reduce((a, b) => (b < a ? b : a), Infinity);
-}
-
-export function max(xs: readonly number[]): number {
-  return xs.reduce((a, b) => (b > a ? b : a), -Infinity);
-}
+/** Number formatting for the benchmark tables (the statistics themselves: support/stats.ts). */
 
 /** 1234567 → "1.23 M", 45678 → "45.7 k". */
 export function si(n: number): string {
@@ -47,10 +24,6 @@ export function round(n: number, digits = 3): number {
   if (!Number.isFinite(n)) return n;
   const f = 10 ** digits;
   return Math.round(n * f) / f;
-}
-
-export function sleep(msec: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, msec));
 }
 
 /** 1000000 → "1 M", 100000 → "100 k", 1 → "1". */

@@ -1,0 +1,80 @@
+/**
+ * What this node knows of every other node: batches and cells received, the transport lag of
+ * each batch (receive time − the sender's `sentAt`), and staleness (time since anything,
+ * a heartbeat included, was last heard). Staleness is what a degradation mode acts on.
+ */
+const LAG_SAMPLES = 512;
+
+export interface PeerStats {
+  node: string;
+  messages: number;
+  cells: number;
+  heartbeats: number;
+  /** When this node last heard from the peer (ms since epoch, injected clock). */
+  lastHeardAt: number;
+  /** now − lastHeardAt. */
+  stalenessMs: number;
+  lagP50Ms: number;
+  lagP99Ms: number;
+}
+
+export class PeerTracker {
+  messages = 0;
+  cells = 0;
+  heartbeats = 0;
+  lastHeardAt = 0;
+  private readonly lags = new Float64Array(LAG_SAMPLES);
+  private count = 0;
+
+  record(lagMs: number, cells: number, now: number): void {
+    this.lags[this.count % LAG_SAMPLES] = lagMs < 0 ? 0 : lagMs;
+    this.count++;
+    this.messages++;
+    if (cells === 0) this.heartbeats++;
+    this.cells += cells;
+    this.lastHeardAt = now;
+  }
+
+  /** Lag quantile over the last LAG_SAMPLES batches (0 with none). */
+  quantile(q: number): number {
+    const n = Math.min(this.count, LAG_SAMPLES);
+    if (n === 0) return 0;
+    const sorted = Array.from(this.lags.subarray(0, n)).sort((a, b) => a - b);
+    return sorted[Math.min(n - 1, Math.floor(q * n))];
+  }
+}
+
+export class Peers {
+  private readonly byNode = new Map<string, PeerTracker>();
+
+  record(node: string, lagMs: number, cells: number, now: number): void {
+    let p = this.byNode.get(node);
+    if (p === undefined) this.byNode.set(node, (p = new PeerTracker()));
+    p.record(lagMs, cells, now);
+  }
+
+  entries(): IterableIterator<[string, PeerTracker]> {
+    return this.byNode.entries();
+  }
+
+  get size(): number {
+    return this.byNode.size;
+  }
+
+  stats(now: number): PeerStats[] {
+    return [...this.byNode].map(([node, p]) => ({
+      node,
+      messages: p.messages,
+      cells: p.cells,
+      heartbeats: p.heartbeats,
+      lastHeardAt: p.lastHeardAt,
+      stalenessMs: Math.max(0, now - p.lastHeardAt),
+      lagP50Ms: round(p.quantile(0.5)),
+      lagP99Ms: round(p.quantile(0.99)),
+    }));
+  }
+}
+
+export function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

@@ -1,0 +1,113 @@
+/**
+ * A simulated deployment for the replicator's logic: every node is a real Engine, Persistence
+ * (over a MemoryStore) and Replicator, talking through one in-memory bus (src/replication/
+ * memory-bus.ts) whose links can be cut, delayed and made to duplicate. No nats-server.
+ */
+import pino from 'pino';
+import { Engine } from '../../src/engine/engine.ts';
+import { validateRules } from '../../src/engine/rules.ts';
+import type { RulesConfig } from '../../src/engine/types.ts';
+import { MemoryBus, type MemoryBusOptions, type MemoryTransport } from '../../src/replication/memory-bus.ts';
+import { Replicator } from '../../src/replication/replicator.ts';
+import { MemoryStore } from '../../src/storage/memory.ts';
+import { Persistence } from '../../src/storage/persistence.ts';
+
+export const SIM_RULES: RulesConfig = validateRules({
+  version: 1,
+  rules: [
+    { id: 'small', key: 's:*', limits: [{ limit: 10, window: '1h', algorithm: 'fixed-window' }] },
+    { id: 'mid', key: 'm:*', limits: [{ limit: 100, window: '1h', algorithm: 'fixed-window' }] },
+    { id: 'big', key: '*', limits: [{ limit: 1_000_000, window: '1h', algorithm: 'fixed-window' }] },
+  ],
+});
+
+export interface SimNode {
+  id: string;
+  region: string;
+  engine: Engine;
+  store: MemoryStore;
+  persistence: Persistence;
+  transport: MemoryTransport;
+  replicator: Replicator;
+  /** Decide one request now; true when admitted. */
+  check(key: string, cost?: number): boolean;
+  usage(key: string): number;
+}
+
+export interface SimOptions extends Partial<MemoryBusOptions> {
+  /** Nodes per region, e.g. { a: 1, b: 2 }. */
+  nodes: Record<string, number>;
+  rules?: RulesConfig;
+  heartbeatMs?: number;
+}
+
+const silent = pino({ level: 'silent' });
+
+export class Sim {
+  readonly bus: MemoryBus;
+  readonly nodes: SimNode[] = [];
+  private readonly rules: RulesConfig;
+  private readonly heartbeatMs: number;
+
+  constructor(opts: SimOptions) {
+    this.bus = new MemoryBus({ ...opts, regions: Object.keys(opts.nodes) });
+    this.rules = opts.rules ?? SIM_RULES;
+    this.heartbeatMs = opts.heartbeatMs ?? 1000;
+  }
+
+  static async start(opts: SimOptions): Promise<Sim> {
+    const sim = new Sim(opts);
+    for (const [region, n] of Object.entries(opts.nodes)) {
+      for (let i = 0; i < n; i++) await sim.add(region, `${region}-${i}`);
+    }
+    return sim;
+  }
+
+  /** Start a node (a fresh one, or one restarting on the store it had). */
+  async add(region: string, id: string, store = new MemoryStore()): Promise<SimNode> {
+    const engine = new Engine({ nodeId: id, rules: this.rules });
+    const persistence = new Persistence({ engine, store, durability: 'batch', flushIntervalMs: 3_600_000, now: Date.now });
+    const restored = persistence.restore();
+    const transport = this.bus.transport(region, id);
+    const replicator = new Replicator({ engine, transport, positions: persistence, nodeId: id, now: Date.now, logger: silent, heartbeatMs: this.heartbeatMs });
+    if (restored.cells > 0) engine.shipAllOwn();
+    await replicator.start(store.positions());
+    const node: SimNode = {
+      id,
+      region,
+      engine,
+      store,
+      persistence,
+      transport,
+      replicator,
+      check: (key, cost = 1) => engine.decide({ key, cost }, Date.now()).allowed,
+      usage: (key) => engine.inspect(key, undefined, Date.now()).limits[0]?.usage ?? 0,
+    };
+    this.nodes.push(node);
+    return node;
+  }
+
+  node(id: string): SimNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** Remove a node without shipping or writing anything more (a crash). */
+  async crash(id: string): Promise<MemoryStore> {
+    const n = this.node(id);
+    this.nodes.splice(this.nodes.indexOf(n), 1);
+    await n.transport.close();
+    await n.replicator.stop(0);
+    return n.store;
+  }
+
+  /** Every node's usage of `key`. */
+  usages(key: string): number[] {
+    return this.nodes.map((n) => n.usage(key));
+  }
+
+  async stop(): Promise<void> {
+    for (const n of this.nodes) await n.replicator.stop(0);
+  }
+}
