@@ -248,7 +248,14 @@ async function waitForUsage(nodes: NodeProc[], key: string, want: number): Promi
 }
 
 interface ProbeSample {
-  /** Check answered on the origin → first poll answer on the target that shows the key. */
+  /**
+   * The estimate: when the target's server handled the first poll showing the key, minus when
+   * the origin's server handled the check, each taken at the middle of its request's round
+   * trip; the arrival is put at the middle between the last poll not showing it and the first
+   * showing it (uniform within the poll period), so the poll period adds no bias.
+   */
+  estMs: number;
+  /** Check answered on the origin → first poll answer on the target that shows the key (an upper bound). */
   ms: number;
   /** Check answered → send of the last poll that did not show it yet (a lower bound). */
   lowerMs: number;
@@ -259,18 +266,22 @@ interface ProbeSample {
  * key. Resolves per target with the sample, or null after PROBE_TIMEOUT_MS.
  */
 async function probe(origin: NodeProc, targets: NodeProc[], key: string): Promise<(ProbeSample | null)[]> {
+  const c0 = performance.now();
   await checkKey(origin.url, key);
   const t0 = performance.now();
+  const checkMid = (c0 + t0) / 2;
   return Promise.all(
     targets.map(async (t) => {
       let lastMiss = t0;
+      let lastMissMid = checkMid;
       for (;;) {
         const sent = performance.now();
         const u = await usage(t.url, key);
         const got = performance.now();
-        if (u > 0) return { ms: got - t0, lowerMs: lastMiss - t0 };
+        if (u > 0) return { estMs: (lastMissMid + (sent + got) / 2) / 2 - checkMid, ms: got - t0, lowerMs: lastMiss - t0 };
         if (got - t0 > PROBE_TIMEOUT_MS) return null;
         lastMiss = sent;
+        lastMissMid = (sent + got) / 2;
         await sleep(1);
       }
     }),
@@ -459,14 +470,16 @@ export const replicationSection: Section = {
       // ---- figures ----
       const figures: Figure[] = [];
       const checks: Check[] = [];
-      const e2e = conv.samples.map((s) => s.ms).sort((a, b) => a - b);
+      const e2e = conv.samples.map((s) => s.estMs).sort((a, b) => a - b);
+      const upper = conv.samples.map((s) => s.ms).sort((a, b) => a - b);
       const gaps = conv.samples.map((s) => s.ms - s.lowerMs).sort((a, b) => a - b);
       const e2eP50 = pct(e2e, 50);
       const e2eP99 = pct(e2e, 99);
       const pairs = conv.statuses.flatMap((s) => s.peers);
       const lagP50 = median(pairs.map((p) => p.lagP50Ms));
       const lagP99 = max(pairs.map((p) => p.lagP99Ms));
-      const idle = conv.idle.samples.map((x) => x.ms).sort((a, b) => a - b);
+      const idle = conv.idle.samples.map((x) => x.estMs).sort((a, b) => a - b);
+      const idleUpper = conv.idle.samples.map((x) => x.ms).sort((a, b) => a - b);
       const idleP99 = pct(idle, 99);
       figures.push(
         {
@@ -474,7 +487,14 @@ export const replicationSection: Section = {
           label: 'end to end at idle: check answered on one node → visible in GET /v1/usage on another (p50)',
           value: round(pct(idle, 50), 2),
           unit: 'ms',
-          detail: { p99Ms: round(idleP99, 2), maxMs: round(idle[idle.length - 1] ?? NaN, 2), samples: idle.length, timeouts: conv.idle.timeouts },
+          detail: {
+            p99Ms: round(idleP99, 2),
+            maxMs: round(idle[idle.length - 1] ?? NaN, 2),
+            upperBoundP50Ms: round(pct(idleUpper, 50), 2),
+            upperBoundP99Ms: round(pct(idleUpper, 99), 2),
+            samples: idle.length,
+            timeouts: conv.idle.timeouts,
+          },
         },
         {
           id: 'replication.convergence.e2e',
@@ -488,6 +508,8 @@ export const replicationSection: Section = {
             samples: e2e.length,
             probes: conv.probes,
             timeouts: conv.timeouts,
+            upperBoundP50Ms: round(pct(upper, 50), 2),
+            upperBoundP99Ms: round(pct(upper, 99), 2),
             pollResolutionP50Ms: round(pct(gaps, 50), 2),
           },
         },
@@ -624,7 +646,7 @@ export const replicationSection: Section = {
         checks,
         notes: [
           `nats-server ${natsVersion(sc)} × 3 (one per region: ${regions.join(', ')}), joined by gateways into a supercluster, JetStream file storage, the layout of regions/topology.ts; nats ${pkgVersion(ctx.root, 'nats')} client. Nodes are src/node.ts startNode() in child processes, --flush-interval ${FLUSH_MS}ms (SQLite only: shipping does not wait for it), rules: limits 10 and 100 per hour (fixed window) for the limit experiments, a catch-all sliding window (limit 2^31−1 per 1 m) for everything else. Everything (servers, nodes, load generator) shares this machine’s cores.`,
-          `Convergence: ${conv.probes} probes, ${conv.durationS / 2} s at idle then ${conv.durationS} s under load, one at a time, rotating the origin node; each counts a fresh key on its origin and polls GET /v1/usage on the two other regions’ nodes every ~1 ms. A sample is the time from the check’s answer to the first poll answer showing the key (an upper bound; the last poll not showing it was sent pollResolution earlier). It includes the shipper’s publish, JetStream sourcing into the other regions’ aggregate streams, delivery to their consumers and the merge. The replicator lag (sentAt = when the batch was cut → merged on the peer) is each node’s own view; each node keeps its last 512 samples per peer (heartbeats included).`,
+          `Convergence: ${conv.probes} probes, ${conv.durationS / 2} s at idle then ${conv.durationS} s under load, one at a time, rotating the origin node; each counts a fresh key on its origin and polls GET /v1/usage on the two other regions’ nodes every ~1 ms. A sample is the time from when the origin handled the check to when the target showed the key, each request placed at the middle of its round trip and the arrival at the middle between the last poll not showing the key and the first showing it; the upper bound (check answered → first poll answer showing it) is in the detail, with the poll resolution. It includes the shipper’s publish, JetStream sourcing into the other regions’ aggregate streams, delivery to their consumers and the merge. The replicator lag (sentAt = when the batch was cut → merged on the peer) is each node’s own view; each node keeps its last 512 samples per peer (heartbeats included).`,
           `Limits: one client, keep-alive HTTP (at most 64 sockets per node). Round robin: ${RR_LIMITS.map((l) => 2 * l).join(' and ')} awaited checks of one fresh key, node after node. Burst: ${5 * BURST_LIMIT} checks of one fresh key sent at once, check i to node i mod 3; after the nodes agree on the count, each node’s GET /v1/status overshoot bound for the rule is read.`,
           `HTTP cost: autocannon ${pkgVersion(ctx.root, 'autocannon')} c=${CONNECTIONS}, ${cost.rounds} interleaved rounds of ${cost.roundS} s after a ${cost.warmS} s warm-up per target (as the http section). Both nodes are the same child (startNode), fresh data directories, in the same region, one with --nats (all three regions; it rebuilt the convergence part's state from the streams before serving). With 1 key a flush ships one cell (coalescing); with ${LOAD_KEYS} keys (bodies in turn) a flush ships a few hundred. The keys (http:<n>) are not those of the convergence part, so both nodes count them from the same empty state. natsServersCpuPct: the three nats-servers' CPU during the target's rounds (they share the 2 cores with the node and autocannon). The --nats node published ${cost.status.shipping.messages} messages, ${cost.status.shipping.publishErrors} errors.`,
           `Shipping: one node wired like src/node.ts (Engine, Persistence over a SqliteStore with its own timer, Replicator and its Shipper, JetStreamTransport) against the ${regions[0]} server; the two other regions’ aggregates source every message. A round counts N distinct keys in one turn (decide(), not timed as shipping) and waits until the shipper has had every cell acknowledged (drain, encode into messages of ≤ 4096 cells, publish them together, acks); rounds do not overlap. Bytes/s: 10 000 checks/s through decide() over ${LOAD_KEYS} uniformly random keys, the shipper coalescing on its own; "with headers" adds the Nats-Msg-Id header (nats.js stats, protocol lines excluded).`,

@@ -60,7 +60,9 @@ export class StreamReader {
   private readonly queue: Item[] = [];
   /** Highest sequence queued (a message or the end of a fetch). */
   private queuedThrough = 0;
-  private pumping: Promise<void> | null = null;
+  /** Set and cleared synchronously by {@link pump}, so an item queued as it ends starts another. */
+  private pumping = false;
+  private pumped: Promise<void> = Promise.resolve();
   private parkedFc: string[] = [];
   /** Last time anything (message, heartbeat, flow control) came from the consumer. */
   private heardAt = Date.now();
@@ -96,29 +98,12 @@ export class StreamReader {
     return { lastSeq: this.lastSeq, lastAt: this.lastAt, pending: this.pending };
   }
 
-  /**
-   * Positions the durable consumer to deliver right after `startAfter` (0 = from the start; see
-   * Provisioner.placeConsumer). Throws NATS errors: the caller retries transient ones.
-   */
+  /** Positions the consumer right after `startAfter` (Provisioner.position); NATS errors are thrown. */
   async position(startAfter: number): Promise<void> {
-    const p = this.ctx.provisioner;
-    let si: StreamInfo;
-    try {
-      si = await this.ctx.jsm().streams.info(this.stream);
-    } catch (err) {
-      if (!isApiError(err, JS_ERR.STREAM_NOT_FOUND)) throw err;
-      si = await p.ensureStream(p.streamConfig(this.stream));
-    }
-    let after = Math.max(0, Math.floor(startAfter));
-    if (after > si.state.last_seq) {
-      // The stream is younger than what was applied (recreated, store lost): replay it all.
-      this.ctx.failure(new Error(`${this.stream}: startAfterSeq ${after} is beyond the stream's last sequence ${si.state.last_seq}; replaying the stream`));
-      after = 0;
-    }
+    const { after, last } = await this.ctx.provisioner.position(this.stream, startAfter, REPOSITION_LIMIT, (err) => this.ctx.failure(toError(err)));
     this.lastSeq = after;
     this.queuedThrough = after;
-    this.knownLast = si.state.last_seq;
-    await p.placeConsumer(this.stream, after + 1, REPOSITION_LIMIT, (err) => this.ctx.failure(toError(err)));
+    this.knownLast = last;
   }
 
   /** Starts receiving (after {@link position}). */
@@ -142,7 +127,7 @@ export class StreamReader {
     this.sub?.unsubscribe();
     this.sub = null;
     for (const w of this.wakers) w();
-    await Promise.all([this.pumping, this.syncing]);
+    await Promise.all([this.pumped, this.syncing]);
   }
 
   private subscribe(): void {
@@ -196,33 +181,32 @@ export class StreamReader {
     this.queue.push(item);
     const through = item.kind === 'msg' ? item.seq : item.to;
     if (through > this.queuedThrough) this.queuedThrough = through;
-    this.pumping ??= this.pump().finally(() => (this.pumping = null));
+    if (!this.pumping) this.pumped = this.pump();
   }
 
   private async pump(): Promise<void> {
-    while (this.queue.length > 0 && !this.stopped) {
-      const item = this.queue.shift()!;
-      try {
-        if (item.kind === 'fill') await this.fetchThrough(item.to);
-        else await this.take(item);
-      } catch (err) {
-        this.ctx.failure(toError(err));
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && !this.stopped) {
+        const item = this.queue.shift()!;
+        try {
+          if (item.kind === 'fill') await this.fetchThrough(item.to);
+          else await this.take(item);
+        } catch (err) {
+          this.ctx.failure(toError(err));
+        }
+        this.releaseFlowControl();
       }
-      this.releaseFlowControl();
+    } finally {
+      this.pumping = false;
     }
     this.releaseFlowControl();
   }
 
   private async take(m: Extract<Item, { kind: 'msg' }>): Promise<void> {
-    if (m.seq <= this.lastSeq) {
-      // The stream ends before what was processed: it was recreated. Start over.
-      if (m.seq + m.pending < this.lastSeq) {
-        this.ctx.failure(new Error(`${this.stream}: sequence ${m.seq} (+${m.pending} pending) is behind the last processed ${this.lastSeq}; the stream was recreated`));
-        this.lastSeq = 0;
-      } else {
-        return; // already processed
-      }
-    }
+    // Already processed (fetched ahead of the consumer, or the consumer moved back). Not a sign
+    // of a recreated stream: a push's pending count can lag behind. The resync checks that.
+    if (m.seq <= this.lastSeq) return;
     if (m.seq > this.lastSeq + 1) await this.fetchThrough(m.seq - 1);
     // Not handed over when the fetch stopped short (stopping, or the stream is gone: the
     // resync that follows recreates it and starts over).
@@ -322,6 +306,10 @@ export class StreamReader {
   private async sync(reason: SyncReason): Promise<void> {
     const p = this.ctx.provisioner;
     const fast = this.ctx.fastJsm();
+    // Handed over before asking, so stored before the answer was made: the answer's last
+    // sequence cannot be below it unless the stream was recreated. (What arrives meanwhile can
+    // be beyond the answer's last sequence.)
+    const handed = this.lastSeq;
     let si: StreamInfo;
     try {
       si = await fast.streams.info(this.stream);
@@ -330,8 +318,8 @@ export class StreamReader {
       this.ctx.failure(new Error(`stream ${this.stream} was lost; recreating it`));
       si = await p.ensureStream(p.streamConfig(this.stream));
     }
-    if (si.state.last_seq < this.lastSeq) {
-      this.ctx.failure(new Error(`${this.stream}: last processed ${this.lastSeq} is beyond the stream's last sequence ${si.state.last_seq}; the stream was recreated, replaying it`));
+    if (si.state.last_seq < handed) {
+      this.ctx.failure(new Error(`${this.stream}: last processed ${handed} is beyond the stream's last sequence ${si.state.last_seq}; the stream was recreated, replaying it`));
       this.queue.length = 0;
       this.lastSeq = 0;
       this.queuedThrough = 0;
@@ -344,9 +332,9 @@ export class StreamReader {
     try {
       info = await p.consumerInfo(this.stream, fast);
     } catch (err) {
-      // Cut off from the meta quorum, 2.9 answers CONSUMER.INFO with 10008 (STREAM.INFO and
-      // direct gets still work). After a reconnect, the next delivery's sequence or the next
-      // idle heartbeat reveals what was lost; when silent, fetch what the stream holds.
+      // Cut off from the meta quorum, 2.9 answers the info of a missing consumer with 10008
+      // (and cannot create one). After a reconnect: the next delivery or idle heartbeat
+      // reveals what was lost; when silent: fetch what the stream holds (direct gets work).
       if (!isApiError(err, JS_ERR.CLUSTER_NOT_AVAILABLE)) throw err;
       if (reason === 'reconnect') return;
       info = undefined;
@@ -358,14 +346,17 @@ export class StreamReader {
       await p.placeConsumer(this.stream, this.lastSeq + 1, 0);
       return;
     }
-    // After a reconnect: what the consumer sent to the dead connection. When silent: whatever
-    // the stream holds (the consumer is stuck; its heartbeats stopped too).
-    const target = reason === 'silence' || !info ? si.state.last_seq : Math.min(info.delivered.stream_seq, si.state.last_seq);
+    // What the consumer sent that never arrived (to a dead connection). When silent although it
+    // has more to send (or unknown): stuck, so whatever the stream holds. Silent with nothing
+    // to send: its heartbeats are just late.
+    const lost = info ? Math.min(info.delivered.stream_seq, si.state.last_seq) : 0;
+    const stuck = reason === 'silence' && (!info || info.num_pending > 0) && si.state.last_seq > this.lastSeq;
+    const target = stuck ? si.state.last_seq : lost;
     if (target <= this.queuedThrough || target <= this.lastSeq) {
       if (reason === 'silence') this.consecutiveStalls = 0;
       return;
     }
-    if (reason === 'silence') {
+    if (stuck) {
       this.ctx.stalled();
       this.consecutiveStalls++;
       // Renew the interest (a consumer that missed the old connection's departure resumes).

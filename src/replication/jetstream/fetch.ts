@@ -1,8 +1,8 @@
 /**
  * Reading a stream by sequence, without a consumer: direct gets (`$JS.API.DIRECT.GET.<stream>`,
- * streams have `allow_direct`), answered by the stream's own replica. Unlike STREAM.MSG.GET,
- * CONSUMER.INFO and consumer creation, which nats-server 2.9 refuses (10008) once the meta group
- * has had no leader for ~10 s, direct gets work in a region cut off from the others. The reader
+ * streams have `allow_direct`), answered by the stream's own replica. Unlike STREAM.MSG.GET and
+ * consumer creation, which nats-server 2.9 refuses (10008) once the meta group has been without
+ * a leader for a few seconds, direct gets work in a region cut off from the others. The reader
  * (./consumer.ts) fetches this way what its push consumer delivered to a connection that died,
  * or skipped. Requests are retried until they succeed, so nothing is skipped because the server
  * was briefly unreachable.

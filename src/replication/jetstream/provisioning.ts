@@ -270,6 +270,29 @@ export class Provisioner {
   }
 
   /**
+   * Where a reader of `stream` that applied everything up to `startAfter` starts: right after
+   * it, or from the start when the stream is younger than that (recreated, store lost; told to
+   * `onFailure`). Places the consumer there (see {@link placeConsumer}) and returns the
+   * position with the stream's last sequence. Creates the stream if it is missing.
+   */
+  async position(stream: string, startAfter: number, slack: number, onFailure: (err: unknown) => void): Promise<{ after: number; last: number }> {
+    let si: StreamInfo;
+    try {
+      si = await this.jsm().streams.info(stream);
+    } catch (err) {
+      if (!isApiError(err, JS_ERR.STREAM_NOT_FOUND)) throw err;
+      si = await this.ensureStream(this.streamConfig(stream));
+    }
+    let after = Math.max(0, Math.floor(startAfter));
+    if (after > si.state.last_seq) {
+      onFailure(new Error(`${stream}: startAfterSeq ${after} is beyond the stream's last sequence ${si.state.last_seq}; replaying the stream`));
+      after = 0;
+    }
+    await this.placeConsumer(stream, after + 1, slack, onFailure);
+    return { after, last: si.state.last_seq };
+  }
+
+  /**
    * Makes this node's consumer on `stream` deliver from `start` on: creates it there if missing,
    * recreates it there if its configuration differs or it stands more than `slack` messages off
    * (only best effort then, `onFailure` told: repeats are dropped and a gap is fetched anyway).

@@ -8,12 +8,15 @@
  *   handler within 1 s of the restarted server being reachable;
  * - a 10 s SIGSTOP of a region's server: what the other regions published meanwhile reaches the
  *   handler within 1 s of the region's aggregate stream storing it (the sourcing itself is the
- *   server's: figures from SIGCONT are printed), no gaps, no duplicates.
+ *   server's: figures from SIGCONT are printed), no gaps, no duplicates;
+ * - in a region cut off from the JetStream meta quorum (where 2.9 refuses STREAM.MSG.GET and
+ *   consumer creation), deliveries lost in a dead connection still arrive (direct gets).
  *
  * Figures are printed with a `[figure]` prefix.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JetStreamTransport, type ReplicatedMessage } from '../../../src/replication/jetstream/index.ts';
+import { regionStreamName } from '../../../src/replication/subjects.ts';
 import { startSingleServer, type ServerHandle } from '../../../support/nats-server.ts';
 import { startSupercluster, type Supercluster } from '../../../support/supercluster.ts';
 import { startTcpProxy, type TcpProxy } from '../../../support/tcp-proxy.ts';
@@ -127,26 +130,26 @@ describe('JetStream transport: a node whose link to its server fails', () => {
   }, 60_000);
 });
 
-describe('JetStream transport: SIGSTOP of a region server for 10 s', () => {
+describe('JetStream transport: a region server frozen or cut off', () => {
   const REGIONS = ['us-east', 'eu-west', 'ap-south'];
   let sc: Supercluster;
   const open: JetStreamTransport[] = [];
   beforeAll(async () => {
-    sc = await startSupercluster({ regions: REGIONS });
+    sc = await startSupercluster({ regions: REGIONS, gatewayProxies: true });
   }, 90_000);
   afterAll(async () => {
     await Promise.allSettled(open.map((t) => t.close()));
     await sc?.stopAll();
   }, 30_000);
 
-  const node = async (region: string, nodeId: string) => {
-    const t = new JetStreamTransport({ servers: sc.region(region).url, region, regions: REGIONS, nodeId });
+  const node = async (region: string, nodeId: string, url = sc.region(region).url) => {
+    const t = new JetStreamTransport({ servers: url, region, regions: REGIONS, nodeId });
     open.push(t);
     await t.start();
     return t;
   };
 
-  it('after SIGCONT the backlog reaches the handler within 1 s of its stream holding it, no gaps, no duplicates', async () => {
+  it('10 s SIGSTOP: after SIGCONT the backlog reaches the handler within 1 s of its stream holding it, no gaps, no duplicates', async () => {
     const reader = await node('eu-west', 'eu-west-1');
     const peer = await node('eu-west', 'eu-west-2');
     const us = await node('us-east', 'us-east-1');
@@ -209,4 +212,43 @@ describe('JetStream transport: SIGSTOP of a region server for 10 s', () => {
     expectContiguous(inbox.seqs('LIMITER_EU_WEST'), 'eu-west stream');
     for (const t of backlog) expect(inbox.msgs.filter((m) => dec.decode(m.data) === t)).toHaveLength(1);
   }, 90_000);
+
+  it('cut off from the meta quorum: deliveries lost in a dead connection are still fetched (direct gets)', async () => {
+    // A region that does not hold the meta leadership (a cut-off leader keeps answering longer).
+    const leader = await sc.metaLeader();
+    const region = ['ap-south', 'us-east', 'eu-west'].find((r) => leader !== `nats-${r}`)!;
+    const stream = regionStreamName(region);
+    const server = sc.region(region);
+    const proxy = await startTcpProxy({ target: { port: Number(new URL(server.url).port) } });
+    try {
+      const reader = await node(region, `${region}-7`, `nats://${proxy.address}`);
+      const writer = await node(region, `${region}-8`);
+      const inbox = new Inbox();
+      await reader.consume(inbox.handler, { startAfterSeq: await reader.lastSequences() });
+      const jsm = await writer.connection.jetstreamManager({ timeout: 1000, checkAPI: false });
+      server.cut('blackhole');
+      // Once the meta group has been leaderless for a while, 2.9 answers requests that need it
+      // (here: the info of a consumer that does not exist) with 10008.
+      await waitFor(`${region} to lose the meta quorum`, async () => {
+        const err = await jsm.consumers.info(stream, 'no-such-consumer').then(() => null, (e: { api_error?: { err_code?: number } }) => e);
+        return err?.api_error?.err_code === 10008;
+      }, { timeoutMs: 40_000, intervalMs: 250 });
+      proxy.blackhole();
+      const lost: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        const text = `cut-lost-${i}`;
+        await writer.publish(enc.encode(text), text); // an R1 stream in its own cluster: works cut off
+        lost.push(text);
+      }
+      await waitFor('the reader to notice the dead connection', () => !reader.status().connected, { timeoutMs: 15_000 });
+      const healedAt = performance.now();
+      proxy.pass();
+      const doneAt = await inbox.all(lost, 'lost deliveries without meta quorum', 3000);
+      figure('deliveries lost in a dead connection, region without meta quorum, handled after heal', `${(doneAt - healedAt).toFixed(0)} ms`);
+      expectContiguous(inbox.seqs(stream), `${region} stream`);
+    } finally {
+      server.heal();
+      await proxy.close();
+    }
+  }, 120_000);
 });
