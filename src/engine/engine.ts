@@ -91,8 +91,14 @@ const NO_RULE: Decision = Object.freeze({
 const EVICTION_SAMPLES = 5;
 const EVICTION_MAX_SAMPLES = 64;
 const MAX_FUTURE_BUFFER = 100_000;
-/** Keys that reached their limit, held until the shipper takes them (older ones ship with the rest). */
+/** Keys near their limit, held until the shipper takes them (beyond this, they ship with the rest). */
 const MAX_EXHAUSTED = 1024;
+/**
+ * From this share of its limit on, a key's admissions ship in the priority lane (at once, even
+ * while an ordinary batch is in flight or lingering): the others must see a key near its limit
+ * within one transport lag; a key far from it can wait for the next batch.
+ */
+export const URGENT_SHARE = 0.5;
 
 /** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
 export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
@@ -115,7 +121,7 @@ export class Engine implements Limiter {
   private future: SlotEntry[] = [];
   /** Fired when own cells change (admission, refund): the shipper waits on it. */
   readonly ownChanged = new Signal();
-  /** Fired when an admission leaves a key at its limit: shipped ahead of everything else. */
+  /** Fired when an admission leaves a key at half its limit or more: shipped ahead of everything else. */
   readonly exhausted = new Signal();
   private exhaustedKeys: { store: SlotWindowStore; key: string }[] = [];
   /** Per scope: the largest usage above the limit seen after merging remote cells, and until when it counts. */
@@ -232,7 +238,7 @@ export class Engine implements Limiter {
       if (e < 0) e = this.createEntry(lim, key, slot, now);
       store.addOwn(e, slot, cost);
       this.ownChanged.fire();
-      if (usage + cost + 1 > cap) this.noteExhausted(store, key);
+      if (usage + cost >= cap * URGENT_SHARE) this.noteExhausted(store, key);
       return {
         allowed: true,
         limit: cap,
@@ -309,7 +315,7 @@ export class Engine implements Limiter {
       if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now, key);
       lim.store.addOwn(e, slot, cost);
       const rem = lim.math.capacity - usages[i] - cost;
-      if (rem < 1) this.noteExhausted(lim.store, key);
+      if (usages[i] + cost >= lim.math.capacity * URGENT_SHARE) this.noteExhausted(lim.store, key);
       if (rem < bindRemaining) {
         bindRemaining = rem;
         bind = i;
@@ -398,7 +404,7 @@ export class Engine implements Limiter {
     return own;
   }
 
-  /** Own cells of the keys that reached their limit since the last call (shipped with priority). */
+  /** Own cells of the keys that reached half their limit or more since the last call (shipped with priority). */
   drainExhausted(): SlotEntry[] {
     const own: SlotEntry[] = [];
     if (this.exhaustedKeys.length === 0) return own;

@@ -19,7 +19,7 @@ import type { Engine } from '../engine/engine.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
 import type { ReplicatedMessage, Transport } from './port.ts';
-import { Shipper } from './shipper.ts';
+import { Shipper, type ShipperOptions } from './shipper.ts';
 
 /** Where merged stream positions go to be committed with the cells (persistence implements it). */
 export interface PositionSink {
@@ -37,6 +37,9 @@ export interface ReplicatorOptions {
   maxCellsPerMessage?: number;
   /** An idle node sends an empty batch this often (ms). Default 1000. */
   heartbeatMs?: number;
+  /** Batching under load (see ShipperOptions). */
+  lingerMs?: ShipperOptions['lingerMs'];
+  busyUtilization?: ShipperOptions['busyUtilization'];
 }
 
 export type { OvershootEstimate } from './overshoot.ts';
@@ -63,6 +66,8 @@ export class Replicator {
       now: opts.now,
       maxCellsPerMessage: opts.maxCellsPerMessage,
       heartbeatMs: opts.heartbeatMs,
+      lingerMs: opts.lingerMs,
+      busyUtilization: opts.busyUtilization,
       onError: (err) => opts.logger.warn({ err }, 'publishing a batch failed; its cells ship again with the next one'),
     });
   }

@@ -13,10 +13,13 @@
  * was made (after the turn's other requests, so one turn's admissions share a batch); while a
  * publish is in flight, changes accumulate in the engine's dirty set and go out together when
  * it is acknowledged, so batches grow with load on their own (Nagle off, with back-pressure).
+ * When the process itself is saturated (event-loop utilisation above `busyUtilization`), a
+ * batch also lingers until `lingerMs` after the previous one started, so that shipping takes
+ * less of the CPU the requests need (autocorking: only under load, never at idle).
  *
- * A key that reaches its limit is shipped at once by a second, small loop (`runPriority`),
- * even while a batch is in flight: the exhaustion signal that lets the other nodes start
- * denying within one transport lag.
+ * A key at half its limit or more is shipped at once by a second, small loop (`runPriority`),
+ * even while a batch is in flight or lingering: the exhaustion signal that lets the other
+ * nodes start denying within one transport lag.
  *
  * Nothing admitted is lost or doubled: cells carry absolute per-node values merged by max, so
  * shipping a cell again (after a failure, a restart or a duplicate) never adds anything, and a
@@ -26,6 +29,7 @@
  * stale its view of this node is.
  */
 import { randomBytes } from 'node:crypto';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Transport } from './port.ts';
@@ -40,6 +44,13 @@ export interface ShipperOptions {
   maxCellsPerMessage?: number;
   /** An idle node sends an empty batch this often (ms). Default 1000. */
   heartbeatMs?: number;
+  /**
+   * Under load, an ordinary batch waits until this long after the previous one started (ms).
+   * Default 10; 0 ships every batch as soon as the previous one is acknowledged.
+   */
+  lingerMs?: number;
+  /** Event-loop utilisation (0–1, over the last ~100 ms) above which batches linger. Default 0.5. */
+  busyUtilization?: number;
   /** Told of every failed publish (logging). */
   onError?: (err: unknown) => void;
 }
@@ -58,6 +69,8 @@ export interface ShipperStats {
   requeued: number;
   /** Largest batch (cells) shipped in one round. */
   largestRound: number;
+  /** Rounds that lingered because the process was busy. */
+  lingered: number;
   /** When the last publish was acknowledged (ms, injected clock); 0 = never. */
   lastAckAt: number;
 }
@@ -66,7 +79,7 @@ const RETRY_MIN_MS = 20;
 const RETRY_MAX_MS = 1000;
 
 export class Shipper {
-  readonly stats: ShipperStats = { rounds: 0, messages: 0, cells: 0, bytes: 0, heartbeats: 0, priority: 0, publishErrors: 0, requeued: 0, largestRound: 0, lastAckAt: 0 };
+  readonly stats: ShipperStats = { rounds: 0, messages: 0, cells: 0, bytes: 0, heartbeats: 0, priority: 0, publishErrors: 0, requeued: 0, largestRound: 0, lingered: 0, lastAckAt: 0 };
   private readonly o: Required<Omit<ShipperOptions, 'onError'>> & ShipperOptions;
   /** Message ids are `<node>:<boot id>:<n>`: unique per process life, so JetStream dedupes only true retries. */
   private readonly bootId = randomBytes(6).toString('hex');
@@ -76,9 +89,20 @@ export class Shipper {
   private lastSentAt = Date.now();
   private wake: (() => void) | undefined;
   private loops: Promise<void>[] = [];
+  /** Wall-clock start of the last ordinary round. */
+  private lastRoundAt = 0;
+  private elu: EventLoopUtilization = performance.eventLoopUtilization();
+  private eluAt = -Infinity;
+  private busy = false;
 
   constructor(opts: ShipperOptions) {
-    this.o = { ...opts, maxCellsPerMessage: opts.maxCellsPerMessage ?? 4096, heartbeatMs: opts.heartbeatMs ?? 1000 };
+    this.o = {
+      ...opts,
+      maxCellsPerMessage: opts.maxCellsPerMessage ?? 4096,
+      heartbeatMs: opts.heartbeatMs ?? 1000,
+      lingerMs: opts.lingerMs ?? 10,
+      busyUtilization: opts.busyUtilization ?? 0.5,
+    };
   }
 
   /** Start both loops (idempotent). */
@@ -99,7 +123,10 @@ export class Shipper {
       const changed = await this.nextChange();
       if (this.stopped) break;
       if (!(await this.reachable())) continue;
+      if (changed) await this.lingerIfBusy();
+      if (this.stopped) break;
       const cells = changed ? this.o.engine.drainOwn() : [];
+      if (cells.length > 0) this.lastRoundAt = performance.now();
       if (changed && cells.length === 0) continue;
       const ok = await this.ship(cells, false);
       if (ok) retryMs = 0;
@@ -140,6 +167,21 @@ export class Shipper {
     this.wake = undefined;
     if (changed) await new Promise<void>((r) => setImmediate(r));
     return changed;
+  }
+
+  /** Under load, wait until `lingerMs` after the previous round started (more changes join this one). */
+  private async lingerIfBusy(): Promise<void> {
+    const now = performance.now();
+    if (now - this.eluAt >= 100) {
+      const next = performance.eventLoopUtilization();
+      this.busy = performance.eventLoopUtilization(next, this.elu).utilization > this.o.busyUtilization;
+      this.elu = next;
+      this.eluAt = now;
+    }
+    const wait = this.lastRoundAt + this.o.lingerMs - now;
+    if (!this.busy || wait <= 0) return;
+    this.stats.lingered++;
+    await this.pause(wait);
   }
 
   /** Wait (up to a heartbeat) for the transport to be reachable. */

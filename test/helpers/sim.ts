@@ -39,6 +39,9 @@ export interface SimOptions extends Partial<MemoryBusOptions> {
   nodes: Record<string, number>;
   rules?: RulesConfig;
   heartbeatMs?: number;
+  /** Shipper batching under load: linger (ms) and the utilisation that counts as busy (0: always). */
+  lingerMs?: number;
+  busyUtilization?: number;
 }
 
 const silent = pino({ level: 'silent' });
@@ -48,11 +51,13 @@ export class Sim {
   readonly nodes: SimNode[] = [];
   private readonly rules: RulesConfig;
   private readonly heartbeatMs: number;
+  private readonly linger: { lingerMs?: number; busyUtilization?: number };
 
   constructor(opts: SimOptions) {
     this.bus = new MemoryBus({ ...opts, regions: Object.keys(opts.nodes) });
     this.rules = opts.rules ?? SIM_RULES;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization };
   }
 
   static async start(opts: SimOptions): Promise<Sim> {
@@ -69,7 +74,7 @@ export class Sim {
     const persistence = new Persistence({ engine, store, durability: 'batch', flushIntervalMs: 3_600_000, now: Date.now });
     const restored = persistence.restore();
     const transport = this.bus.transport(region, id);
-    const replicator = new Replicator({ engine, transport, positions: persistence, nodeId: id, now: Date.now, logger: silent, heartbeatMs: this.heartbeatMs });
+    const replicator = new Replicator({ engine, transport, positions: persistence, nodeId: id, now: Date.now, logger: silent, heartbeatMs: this.heartbeatMs, ...this.linger });
     if (restored.cells > 0) engine.shipAllOwn();
     await replicator.start(store.positions());
     const node: SimNode = {

@@ -45,7 +45,7 @@ describe('shipping', () => {
     expect(st.largestRound).toBeGreaterThanOrEqual(49);
   });
 
-  it('a key that reaches its limit ships ahead of a batch still in flight (exhaustion signal)', async () => {
+  it('a key nearing its limit ships ahead of a batch still in flight (exhaustion signal)', async () => {
     let delay = 0;
     sim = await Sim.start({ nodes: { a: 1, b: 1 }, delayMs: () => delay });
     const [a, b] = sim.nodes;
@@ -53,11 +53,32 @@ describe('shipping', () => {
     a.check('other');
     await waitFor('a batch in flight', () => a.replicator.shipper.inFlight > 0, { timeoutMs: 1000, intervalMs: 1 });
     delay = 1;
-    for (let i = 0; i < 10; i++) expect(a.check('s:hot')).toBe(true); // limit 10: the tenth exhausts it
+    for (let i = 0; i < 10; i++) expect(a.check('s:hot')).toBe(true); // limit 10: from the fifth on, each is urgent
     await waitFor('b to see s:hot at its limit', () => b.usage('s:hot') === 10, { timeoutMs: 300, intervalMs: 1 });
     expect(b.usage('other')).toBe(0); // the ordinary batch is still travelling
     expect(b.check('s:hot')).toBe(false);
     expect(a.replicator.shipper.stats.priority).toBeGreaterThanOrEqual(1);
+  });
+
+  it('when the process is busy, ordinary batches linger (rounds at least lingerMs apart) while keys near their limit still go at once', async () => {
+    sim = await Sim.start({ nodes: { a: 1, b: 1 }, lingerMs: 100, busyUtilization: -1 });
+    const [a, b] = sim.nodes;
+    a.check('warm');
+    await waitFor('the first round', () => a.replicator.shipper.stats.rounds === 1, { timeoutMs: 1000, intervalMs: 1 });
+    const t0 = performance.now();
+    const seen: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      a.check(`far${i % 4}`); // limit 1 000 000: far from it
+      await new Promise((r) => setTimeout(r, 5));
+      if (b.usage('far0') > (seen.at(-1) ?? 0)) seen.push(b.usage('far0'));
+    }
+    // 40 admissions over ~200 ms ship in about two or three rounds, not forty.
+    await waitFor('b to see all of them', () => b.usage('far3') === 10, { timeoutMs: 2000, intervalMs: 2 });
+    expect(a.replicator.shipper.stats.rounds).toBeLessThanOrEqual(1 + Math.ceil((performance.now() - t0) / 100) + 1);
+    expect(a.replicator.shipper.stats.lingered).toBeGreaterThan(0);
+    // A key past half its limit is not held back by the linger.
+    for (let i = 0; i < 6; i++) a.check('s:near');
+    await waitFor('b to see s:near within far less than the linger', () => b.usage('s:near') === 6, { timeoutMs: 60, intervalMs: 1 });
   });
 
   it('a publish that fails (server lost) loses nothing: its cells ship again on reconnect', async () => {
