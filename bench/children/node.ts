@@ -2,7 +2,7 @@
  * A whole limiter node (src/node.ts `startNode`, the composition root `src/main.ts` runs), as a
  * child process of the `replication` section. Takes the flags of src/main.ts, answers
  * `{type: 'ready', url}` once listening (a node with `--nats` and a new data directory has then
- * rebuilt from the streams and caught up), and closes the node (final flush, outbox drained) on
+ * rebuilt from the streams and caught up), and closes the node (last changes shipped, final flush) on
  * `{type: 'stop'}`. Figures are read over HTTP (GET /v1/status, /v1/usage).
  *
  *   tsx bench/children/node.ts --node-id a-1 --region us-east --regions us-east,eu-west \

@@ -9,7 +9,7 @@
  * - stream `LIMITER_R` (placed in cluster `R`) takes `limiter.d.R.>`;
  * - stream `LIMITER_R_AGG` (placed in cluster `R`, no subjects) sources every other region's
  *   `LIMITER_X`, so a region reads the whole world from two local streams;
- * - each node reads both through durable pull consumers named `node-N`.
+ * - each node reads both through durable push consumers named `node-N`.
  */
 
 /** Root of every replication subject. */

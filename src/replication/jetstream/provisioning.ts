@@ -32,7 +32,7 @@ import { JS_ERR, ReplicationError, isApiError } from './errors.ts';
 
 /** Default stream `max_age`: 24 h. Must cover the longest rule window plus the longest partition to tolerate. */
 export const DEFAULT_MAX_AGE_MS = 24 * 60 * 60 * 1000;
-/** Default `duplicate_window`: 2 min (the server default). Outbox retries must land inside it. */
+/** Default `duplicate_window`: 2 min (the server default). A retried publish (same msg id) inside it is stored once. */
 export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 /**
  * Default consumer `idle_heartbeat`. An idle consumer sends one every interval, with the last
