@@ -30,9 +30,7 @@ process.once('exit', () => {
   for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
 });
 
-export function figure(name: string, value: string): void {
-  console.log(`[figure] ${name}: ${value}`);
-}
+export { figure } from '../../support/figure.ts';
 
 export interface NodeSpec {
   id: string;

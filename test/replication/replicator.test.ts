@@ -5,7 +5,7 @@
  * shipped, and an overshoot estimate that never reads below what happened.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../../support/wait.ts';
+import { sleep, waitFor } from '../../support/wait.ts';
 import { Sim } from '../helpers/sim.ts';
 
 let sim: Sim | undefined;
@@ -69,7 +69,7 @@ describe('shipping', () => {
     const seen: number[] = [];
     for (let i = 0; i < 40; i++) {
       a.check(`far${i % 4}`); // limit 1 000 000: far from it
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
       if (b.usage('far0') > (seen.at(-1) ?? 0)) seen.push(b.usage('far0'));
     }
     // 40 admissions over ~200 ms ship in about two or three rounds, not forty.
@@ -86,7 +86,7 @@ describe('shipping', () => {
     const [a, b] = sim.nodes;
     sim.bus.disconnect(a.id);
     for (let i = 0; i < 30; i++) a.check(`d${i % 3}`);
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     expect(b.usage('d0')).toBe(0);
     sim.bus.reconnect(a.id);
     await waitFor('b to see every admission', () => ['d0', 'd1', 'd2'].every((k) => b.usage(k) === 10), { timeoutMs: 3000, intervalMs: 2 });
@@ -114,7 +114,7 @@ describe('convergence', () => {
         const node = sim!.nodes[Math.floor(Math.random() * sim!.nodes.length)];
         const key = keys[i % keys.length];
         if (node.check(key)) admitted.set(key, admitted.get(key)! + 1);
-        if (i % 7 === 0) await new Promise((r) => setTimeout(r, 1));
+        if (i % 7 === 0) await sleep(1);
       }
     };
     await round(300);

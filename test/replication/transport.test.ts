@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSingleServer } from '../../support/nats-server.ts';
 import { startSupercluster, type Supercluster } from '../../support/supercluster.ts';
 import { startTcpProxy } from '../../support/tcp-proxy.ts';
-import { waitFor } from '../../support/wait.ts';
+import { figure } from '../../support/figure.ts';
+import { percentile } from '../../support/stats.ts';
+import { sleep, waitFor } from '../../support/wait.ts';
 import { CodecError } from '../../crdt/index.ts';
 import {
   JetStreamTransport,
@@ -29,15 +31,6 @@ type PoisonEvent = TransportEvents['poison'][0];
 const REGIONS = ['us-east', 'eu-west', 'ap-south'];
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function figure(name: string, value: string): void {
-  console.log(`[figure] ${name}: ${value}`);
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 /** Collects what a node's handler receives; `behave` can make the handler throw. */
 class Inbox {
@@ -405,7 +398,7 @@ describe('JetStreamTransport on a three-region supercluster', () => {
       // The cut is real in both directions (checked over 1 s, with traffic flowing elsewhere).
       const [ctl] = await publishMany('us-east-1', 'control', 1);
       await nodes['eu-west-1']!.inbox.waitFor([ctl!], 'us-east -> eu-west during the cut');
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
       expect(fromUs.some((x) => apNode.inbox.has(x))).toBe(false);
       expect(fromAp.some((x) => nodes['eu-west-1']!.inbox.has(x) || nodes['us-east-1']!.inbox.has(x))).toBe(false);
     } finally {
@@ -435,7 +428,7 @@ describe('JetStreamTransport on a three-region supercluster', () => {
       // Publishing elsewhere is unaffected by the frozen region.
       expect(performance.now() - stoppedAt).toBeLessThan(4000);
       expect(sent.some((x) => euNode.inbox.has(x))).toBe(false);
-      await new Promise((r) => setTimeout(r, Math.max(0, 5000 - (performance.now() - stoppedAt))));
+      await sleep(Math.max(0, 5000 - (performance.now() - stoppedAt)));
     } finally {
       eu.sigcont();
     }

@@ -20,14 +20,11 @@ import { regionStreamName } from '../../../src/replication/subjects.ts';
 import { startSingleServer, type ServerHandle } from '../../../support/nats-server.ts';
 import { startSupercluster, type Supercluster } from '../../../support/supercluster.ts';
 import { startTcpProxy, type TcpProxy } from '../../../support/tcp-proxy.ts';
+import { figure } from '../../../support/figure.ts';
 import { sleep, waitFor } from '../../../support/wait.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function figure(name: string, value: string): void {
-  console.log(`[figure] ${name}: ${value}`);
-}
 
 /** What a node's handler received, by payload text, with arrival times. */
 class Inbox {
