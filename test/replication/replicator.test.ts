@@ -61,24 +61,22 @@ describe('shipping', () => {
   });
 
   it('when the process is busy, ordinary batches linger (rounds at least lingerMs apart) while keys near their limit still go at once', async () => {
-    sim = await Sim.start({ nodes: { a: 1, b: 1 }, lingerMs: 100, busyUtilization: -1 });
+    sim = await Sim.start({ nodes: { a: 1, b: 1 }, lingerMs: 300, busyUtilization: -1 });
     const [a, b] = sim.nodes;
     a.check('warm');
     await waitFor('the first round', () => a.replicator.shipper.stats.rounds === 1, { timeoutMs: 1000, intervalMs: 1 });
     const t0 = performance.now();
-    const seen: number[] = [];
     for (let i = 0; i < 40; i++) {
       a.check(`far${i % 4}`); // limit 1 000 000: far from it
       await sleep(5);
-      if (b.usage('far0') > (seen.at(-1) ?? 0)) seen.push(b.usage('far0'));
     }
-    // 40 admissions over ~200 ms ship in about two or three rounds, not forty.
+    // 40 admissions over ~200 ms ship in one or two rounds, not forty.
     await waitFor('b to see all of them', () => b.usage('far3') === 10, { timeoutMs: 2000, intervalMs: 2 });
-    expect(a.replicator.shipper.stats.rounds).toBeLessThanOrEqual(1 + Math.ceil((performance.now() - t0) / 100) + 1);
+    expect(a.replicator.shipper.stats.rounds).toBeLessThanOrEqual(1 + Math.ceil((performance.now() - t0) / 300) + 1);
     expect(a.replicator.shipper.stats.lingered).toBeGreaterThan(0);
     // A key past half its limit is not held back by the linger.
     for (let i = 0; i < 6; i++) a.check('s:near');
-    await waitFor('b to see s:near within far less than the linger', () => b.usage('s:near') === 6, { timeoutMs: 60, intervalMs: 1 });
+    await waitFor('b to see s:near within far less than the linger', () => b.usage('s:near') === 6, { timeoutMs: 150, intervalMs: 1 });
   });
 
   it('a publish that fails (server lost) loses nothing: its cells ship again on reconnect', async () => {
