@@ -38,6 +38,8 @@ export interface ReaderContext {
   poison(event: TransportEvents['poison'][0]): void;
   /** The consumer was silent while its stream had more (counted in `status().stalls`). */
   stalled(): void;
+  /** Told the `Nats-Stream-Source` header of every message handed over (aggregates: see ./bypass.ts). */
+  sourced?(header: string | undefined): void;
 }
 
 /** When recreating the consumer at start is cheaper than skipping or fetching the difference. */
@@ -46,7 +48,7 @@ export const REPOSITION_LIMIT = 1000;
 const FC_HIGH_WATER = 2000;
 const FC_LOW_WATER = 500;
 
-type Item = { kind: 'msg'; seq: number; pending: number; subject: string; data: Uint8Array } | { kind: 'fill'; to: number };
+type Item = { kind: 'msg'; seq: number; pending: number; subject: string; data: Uint8Array; source: string | undefined } | { kind: 'fill'; to: number };
 type SyncReason = 'reconnect' | 'silence';
 
 export class StreamReader {
@@ -165,7 +167,7 @@ export class StreamReader {
       return;
     }
     if (info.seq + info.pending > this.knownLast) this.knownLast = info.seq + info.pending;
-    this.enqueue({ kind: 'msg', seq: info.seq, pending: info.pending, subject: m.subject, data: m.data });
+    this.enqueue({ kind: 'msg', seq: info.seq, pending: info.pending, subject: m.subject, data: m.data, source: h?.get('Nats-Stream-Source') || undefined });
   }
 
   private answerFlowControl(reply: string): void {
@@ -211,11 +213,11 @@ export class StreamReader {
     // Not handed over when the fetch stopped short (stopping, or the stream is gone: the
     // resync that follows recreates it and starts over).
     if (m.seq !== this.lastSeq + 1 || this.stopped) return;
-    await this.hand(m.seq, m.subject, m.data, m.pending);
+    await this.hand(m.seq, m.subject, m.data, m.pending, m.source);
   }
 
   /** Calls the handler until it accepts or refuses the message; false when stopped first. */
-  private async hand(seq: number, subject: string, data: Uint8Array, pending: number): Promise<boolean> {
+  private async hand(seq: number, subject: string, data: Uint8Array, pending: number, source: string | undefined): Promise<boolean> {
     const origin = parseNodeSubject(subject)?.nodeId;
     const msg: ReplicatedMessage = { data, origin, stream: this.stream, streamSeq: seq, pending };
     for (let attempt = 0; ; attempt++) {
@@ -237,6 +239,7 @@ export class StreamReader {
     this.lastSeq = seq;
     this.lastAt = Date.now();
     this.pending = pending;
+    this.ctx.sourced?.(source);
     return true;
   }
 
@@ -253,7 +256,7 @@ export class StreamReader {
       if (msg.seq <= this.lastSeq) return true;
       skipped += msg.seq - this.lastSeq - 1;
       if (msg.seq > this.knownLast) this.knownLast = msg.seq;
-      return this.hand(msg.seq, msg.subject, msg.data, Math.max(0, this.knownLast - msg.seq));
+      return this.hand(msg.seq, msg.subject, msg.data, Math.max(0, this.knownLast - msg.seq), msg.source);
     });
     if (skipped > 0) this.ctx.failure(new Error(`${this.stream}: ${skipped} messages after sequence ${from} were no longer stored when fetched`));
   }

@@ -18,6 +18,8 @@ export interface FetchedMsg {
   seq: number;
   subject: string;
   data: Uint8Array;
+  /** `Nats-Stream-Source` of a message an aggregate sourced: `<origin stream> <origin seq>`. */
+  source?: string;
 }
 
 export interface FetchContext {
@@ -80,7 +82,7 @@ async function firstFrom(ctx: FetchContext, stream: string, seq: number): Promis
   if (!h || (status !== 0 && (status < 200 || status > 299)) || !Number.isSafeInteger(got) || got < seq) {
     throw new DirectGetError(status, h?.description ?? 'no headers');
   }
-  return { seq: got, subject: h.get('Nats-Subject'), data: r.data };
+  return { seq: got, subject: h.get('Nats-Subject'), data: r.data, source: h.get('Nats-Stream-Source') || undefined };
 }
 
 /**

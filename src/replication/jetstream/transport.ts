@@ -14,6 +14,7 @@ import type { NatsConnection } from 'nats';
 import type { ConsumeOptions, MessageHandler, StreamProgress, Transport, TransportEvents, TransportStatus } from '../port.ts';
 import { assertNodeId, assertRegionName, nodeSubject } from '../subjects.ts';
 import { NatsLink } from './connection.ts';
+import { SourceBypass } from './bypass.ts';
 import { StreamReader } from './consumer.ts';
 import { ReplicationError, isTransient, toError, wrapError } from './errors.ts';
 import { DEFAULT_DUPLICATE_WINDOW_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_AGE_MS, Provisioner } from './provisioning.ts';
@@ -61,6 +62,8 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
   private link: NatsLink | undefined;
   private connecting: Promise<void> | undefined;
   private readonly readers = new Map<string, StreamReader>();
+  /** Reads other regions' streams directly while their sourcing into the aggregate is stalled. */
+  private bypass: SourceBypass | null = null;
   private stalls = 0;
   private lastError: TransportStatus['lastError'] = null;
   private streamsReady = false;
@@ -193,6 +196,9 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
     try {
       if (!this.link || !this.streamsReady) await this.start();
       const link = this.requireLink();
+      const bypass = this.aggregateStream
+        ? new SourceBypass({ nc: () => link.nc, connected: () => link.connected && !this.closed, closed: () => this.closed, failure: (err) => this.fail(err) }, handler)
+        : null;
       const readers = this.streams().map(
         (stream) =>
           new StreamReader(
@@ -206,6 +212,7 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
               failure: (err) => this.fail(err),
               poison: (event) => this.emit('poison', event),
               stalled: () => this.stalls++,
+              sourced: stream === this.aggregateStream && bypass ? (h) => bypass.sourced(h) : undefined,
             },
             stream,
             handler,
@@ -218,6 +225,8 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
         this.readers.set(r.stream, r);
         r.begin();
       }
+      this.bypass = bypass;
+      bypass?.start();
     } catch (err) {
       this.consuming = false;
       throw err;
@@ -276,6 +285,7 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.bypass?.stop();
     await Promise.all([...this.readers.values()].map((r) => r.stop()));
     await this.connecting?.catch(() => {});
     await this.link?.close();
