@@ -412,9 +412,10 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     // The other regions did not wait for their aggregates to resume sourcing: they read the
     // stalled origin stream directly (src/replication/jetstream/bypass.ts), and the aggregate
     // delivered the same batches again later (the handler merges idempotently).
+    // Which path wins depends on how soon the server resumes sourcing (bypass.test.ts tests the
+    // bypass itself); both must deliver.
     const viaOrigin = nodes['eu-west-1']!.inbox.msgs.filter((m) => m.stream === 'LIMITER_AP_SOUTH' && fromAp.includes(dec.decode(m.data)));
     figure('ap-south batches eu-west read from the origin stream (bypass)', `${viaOrigin.length} of ${fromAp.length}`);
-    expect(viaOrigin.length).toBeGreaterThan(0);
     const viaAggregate = () => new Set(nodes['eu-west-1']!.inbox.msgs.filter((m) => m.stream === 'LIMITER_EU_WEST_AGG').map((m) => dec.decode(m.data)));
     await waitFor('the eu-west aggregate to deliver them too', () => fromAp.every((t) => viaAggregate().has(t)), { timeoutMs: 30_000, intervalMs: 20 });
     expectContiguous(apNode.inbox.seqs('LIMITER_AP_SOUTH_AGG'), 'ap-south aggregate');
@@ -457,7 +458,9 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     // No duplicates from the streams it consumes (a copy read from a stalled origin stream by the
     // bypass may come too: at-least-once, merged idempotently).
     const consumed = (m: ReplicatedMessage) => m.stream.startsWith('LIMITER_EU_WEST');
-    for (const x of sent) expect(euNode.inbox.msgs.filter((m) => consumed(m) && dec.decode(m.data) === x)).toHaveLength(1);
+    const viaConsumed = (x: string) => euNode.inbox.msgs.filter((m) => consumed(m) && dec.decode(m.data) === x).length;
+    await waitFor('the aggregate to deliver them too', () => sent.every((x) => viaConsumed(x) > 0), { timeoutMs: 30_000, intervalMs: 20 });
+    for (const x of sent) expect(viaConsumed(x)).toBe(1);
     expectContiguous(euNode.inbox.seqs('LIMITER_EU_WEST_AGG'), 'eu-west aggregate');
     // And eu-west publishes again.
     const back = await publishMany('eu-west-1', 'after-stop', 3);
@@ -487,8 +490,11 @@ describe('JetStreamTransport on a three-region supercluster', () => {
     figure('eu-west aggregate stream caught up after restart (from JetStream ready)', `${(storedAt - restartedAt).toFixed(0)} ms`);
     figure('eu-west delivery resumed after restart (from JetStream ready)', `${(performance.now() - restartedAt).toFixed(0)} ms`);
     expectContiguous(euNode.inbox.seqs('LIMITER_EU_WEST_AGG'), 'eu-west aggregate');
-    const consumed = (m: ReplicatedMessage) => m.stream.startsWith('LIMITER_EU_WEST'); // not the bypass's copies
-    for (const x of [...during, ...after]) expect(euNode.inbox.msgs.filter((m) => consumed(m) && dec.decode(m.data) === x)).toHaveLength(1);
+    // Through the consumed streams exactly once (the bypass may have delivered a copy first).
+    const consumed = (m: ReplicatedMessage) => m.stream.startsWith('LIMITER_EU_WEST');
+    const viaConsumed = (x: string) => euNode.inbox.msgs.filter((m) => consumed(m) && dec.decode(m.data) === x).length;
+    await waitFor('the aggregate to deliver them too', () => [...during, ...after].every((x) => viaConsumed(x) > 0), { timeoutMs: 30_000, intervalMs: 20 });
+    for (const x of [...during, ...after]) expect(viaConsumed(x)).toBe(1);
     const back = await publishMany('eu-west-1', 'after-kill', 1);
     await nodes['ap-south-1']!.inbox.waitFor(back, 'eu-west -> ap-south after restart');
     expect(euNode.t.status()).toMatchObject({ connected: true, streamsReady: true, consuming: true });

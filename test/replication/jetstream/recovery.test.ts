@@ -209,7 +209,9 @@ describe('JetStream transport: a region server frozen or cut off', () => {
     expectContiguous(inbox.seqs('LIMITER_EU_WEST'), 'eu-west stream');
     // Once from the streams it consumes; a copy read from the stalled origin stream (the bypass)
     // may come too.
-    for (const t of backlog) expect(inbox.msgs.filter((m) => m.stream.startsWith('LIMITER_EU_WEST') && dec.decode(m.data) === t)).toHaveLength(1);
+    const viaConsumed = (t: string) => inbox.msgs.filter((m) => m.stream.startsWith('LIMITER_EU_WEST') && dec.decode(m.data) === t).length;
+    await waitFor('the aggregate to deliver the backlog too', () => backlog.every((t) => viaConsumed(t) > 0), { timeoutMs: 30_000, intervalMs: 20 });
+    for (const t of backlog) expect(viaConsumed(t)).toBe(1);
   }, 90_000);
 
   it('cut off from the meta quorum: deliveries lost in a dead connection are still fetched (direct gets)', async () => {
