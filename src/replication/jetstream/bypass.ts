@@ -36,10 +36,17 @@ export interface BypassOptions {
 }
 
 interface Origin {
+  /** Highest origin sequence handed over, by the aggregate or by a direct read. */
   seen: number;
+  /** When the aggregate last delivered a batch of this origin (direct reads do not count). */
   heardAt: number;
+  /** No direct read before this (after the origin answered with nothing new). */
+  nextTryAt: number;
   running: boolean;
 }
+
+/** A direct read, once the origin answers, may take this long (a backlog of a long partition). */
+const BULK_MS = 30_000;
 
 export class SourceBypass {
   private readonly origins = new Map<string, Origin>();
@@ -64,7 +71,7 @@ export class SourceBypass {
     if (space <= 0 || !Number.isSafeInteger(seq)) return;
     const name = header.slice(0, space).split(':')[0]!;
     const o = this.origins.get(name);
-    if (o === undefined) this.origins.set(name, { seen: seq, heardAt: Date.now(), running: false });
+    if (o === undefined) this.origins.set(name, { seen: seq, heardAt: Date.now(), nextTryAt: 0, running: false });
     else {
       if (seq > o.seen) o.seen = seq;
       o.heardAt = Date.now();
@@ -85,14 +92,15 @@ export class SourceBypass {
     if (this.ctx.closed() || !this.ctx.connected()) return;
     const now = Date.now();
     for (const [name, o] of this.origins) {
-      if (o.running || now - o.heardAt < this.o.staleMs) continue;
+      // Read while the aggregate stays quiet about this origin: at every tick while reads find
+      // something (the origin is live, its sourcing is not), every staleMs while they find
+      // nothing (an origin without live nodes), at once again while it cannot be reached.
+      if (o.running || now - o.heardAt < this.o.staleMs || now < o.nextTryAt) continue;
       o.running = true;
       void this.read(name, o).then(
-        (answered) => {
+        ({ answered, found }) => {
           o.running = false;
-          // The origin answered but had nothing new (an idle region): look again after staleMs.
-          // An origin that did not answer is tried again at the next tick.
-          if (answered && Date.now() - o.heardAt >= this.o.staleMs) o.heardAt = Date.now();
+          o.nextTryAt = answered && !found ? Date.now() + this.o.staleMs : 0;
         },
         (err: unknown) => {
           o.running = false;
@@ -102,16 +110,18 @@ export class SourceBypass {
     }
   }
 
-  /** One try: hand over what `name` holds after the last origin sequence seen; false when `name` did not answer. */
-  private async read(name: string, o: Origin): Promise<boolean> {
-    const deadline = Date.now() + this.o.attemptMs;
-    const fetching: FetchContext = {
-      nc: () => this.ctx.nc(),
-      timeoutMs: 250,
-      stopped: () => this.ctx.closed() || Date.now() > deadline,
-      sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100)).unref()),
-      failure: () => {}, // an unreachable origin is the expected case here
-      streamGone: () => {},
+  /** One try: hand over what `name` holds after the last origin sequence seen. */
+  private async read(name: string, o: Origin): Promise<{ answered: boolean; found: boolean }> {
+    const context = (ms: number): FetchContext => {
+      const deadline = Date.now() + ms;
+      return {
+        nc: () => this.ctx.nc(),
+        timeoutMs: 250,
+        stopped: () => this.ctx.closed() || Date.now() > deadline,
+        sleep: (t) => new Promise((r) => setTimeout(r, Math.min(t, 100)).unref()),
+        failure: () => {}, // an unreachable origin is the expected case here
+        streamGone: () => {},
+      };
     };
     const each = async (msg: { seq: number; subject: string; data: Uint8Array }): Promise<boolean> => {
       if (msg.seq <= o.seen) return true;
@@ -120,18 +130,18 @@ export class SourceBypass {
       } catch (err) {
         if (!isRefusal(err)) {
           this.ctx.failure(toError(err));
-          return false; // retried on a later try
+          return false; // read again on a later try
         }
       }
       o.seen = msg.seq;
-      o.heardAt = Date.now();
       this.fetched++;
       return true;
     };
-    // One request first (while the origin is unreachable, only it is retried), then the rest.
+    // One request first (while the origin is unreachable, only it is retried, up to attemptMs),
+    // then, once it answered with a batch, the rest.
     const before = this.fetched;
-    const answered = await fetchRange(fetching, name, o.seen + 1, o.seen + 1, each);
-    if (this.fetched > before) await fetchRange(fetching, name, o.seen + 1, Number.MAX_SAFE_INTEGER, each);
-    return answered;
+    const answered = await fetchRange(context(this.o.attemptMs), name, o.seen + 1, o.seen + 1, each);
+    if (this.fetched > before) await fetchRange(context(BULK_MS), name, o.seen + 1, Number.MAX_SAFE_INTEGER, each);
+    return { answered, found: this.fetched > before };
   }
 }
