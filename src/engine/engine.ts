@@ -92,7 +92,7 @@ const EVICTION_SAMPLES = 5;
 const EVICTION_MAX_SAMPLES = 64;
 const MAX_FUTURE_BUFFER = 100_000;
 /** Keys near their limit, held until the shipper takes them (beyond this, they ship with the rest). */
-const MAX_EXHAUSTED = 1024;
+const MAX_URGENT = 1024;
 /**
  * From this share of its limit on, a key's admissions ship in the priority lane (at once, even
  * while an ordinary batch is in flight or lingering): the others must see a key near its limit
@@ -122,8 +122,8 @@ export class Engine implements Limiter {
   /** Fired when own cells change (admission, refund): the shipper waits on it. */
   readonly ownChanged = new Signal();
   /** Fired when an admission leaves a key at half its limit or more: shipped ahead of everything else. */
-  readonly exhausted = new Signal();
-  private exhaustedKeys: { store: SlotWindowStore; key: string }[] = [];
+  readonly urgent = new Signal();
+  private urgentKeys: { store: SlotWindowStore; key: string }[] = [];
   /** Per scope: the largest usage above the limit seen after merging remote cells, and until when it counts. */
   private readonly excess = new Map<ScopeId, { value: number; untilMs: number }>();
   readonly counters = {
@@ -238,7 +238,7 @@ export class Engine implements Limiter {
       if (e < 0) e = this.createEntry(lim, key, slot, now);
       store.addOwn(e, slot, cost);
       this.ownChanged.fire();
-      if (usage + cost >= cap * URGENT_SHARE) this.noteExhausted(store, key);
+      if (usage + cost >= cap * URGENT_SHARE) this.noteUrgent(store, key);
       return {
         allowed: true,
         limit: cap,
@@ -315,7 +315,7 @@ export class Engine implements Limiter {
       if (e < 0) e = entries[i] = this.createEntry(lim, key, slot, now, key);
       lim.store.addOwn(e, slot, cost);
       const rem = lim.math.capacity - usages[i] - cost;
-      if (usages[i] + cost >= lim.math.capacity * URGENT_SHARE) this.noteExhausted(lim.store, key);
+      if (usages[i] + cost >= lim.math.capacity * URGENT_SHARE) this.noteUrgent(lim.store, key);
       if (rem < bindRemaining) {
         bindRemaining = rem;
         bind = i;
@@ -396,20 +396,20 @@ export class Engine implements Limiter {
 
   /**
    * This node's own cells changed since the last drainOwn (admissions and refunds): what
-   * replication ships. Keys that reached their limit and are still waiting come first.
+   * replication ships. Keys near their limit that are still waiting come first.
    */
   drainOwn(): SlotEntry[] {
-    const own = this.drainExhausted();
+    const own = this.drainUrgent();
     for (const cl of this.scopes.values()) if (cl.store.hasOwnChanges) cl.store.drainOwn(own);
     return own;
   }
 
   /** Own cells of the keys that reached half their limit or more since the last call (shipped with priority). */
-  drainExhausted(): SlotEntry[] {
+  drainUrgent(): SlotEntry[] {
     const own: SlotEntry[] = [];
-    if (this.exhaustedKeys.length === 0) return own;
-    const keys = this.exhaustedKeys;
-    this.exhaustedKeys = [];
+    if (this.urgentKeys.length === 0) return own;
+    const keys = this.urgentKeys;
+    this.urgentKeys = [];
     for (const { store, key } of keys) store.drainOwnKey(key, own);
     return own;
   }
@@ -428,9 +428,11 @@ export class Engine implements Limiter {
     return n;
   }
 
-  private noteExhausted(store: SlotWindowStore, key: string): void {
-    if (this.exhaustedKeys.length < MAX_EXHAUSTED) this.exhaustedKeys.push({ store, key });
-    this.exhausted.fire();
+  private noteUrgent(store: SlotWindowStore, key: string): void {
+    const last = this.urgentKeys.length > 0 ? this.urgentKeys[this.urgentKeys.length - 1] : undefined;
+    // A hot key repeats: once in the list is enough (its cells are drained with their values then).
+    if ((last === undefined || last.key !== key || last.store !== store) && this.urgentKeys.length < MAX_URGENT) this.urgentKeys.push({ store, key });
+    this.urgent.fire();
   }
 
   /**

@@ -169,7 +169,7 @@ interface Cursor {
 
 /** One node's view of the bus: implements the transport port. */
 export class MemoryTransport extends EventEmitter<TransportEvents> implements Transport {
-  private connected: boolean;
+  private online: boolean;
   private started = false;
   private closed = false;
   private reconnects = 0;
@@ -185,7 +185,11 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
     readonly nodeId: string,
   ) {
     super();
-    this.connected = bus.isOnline(nodeId);
+    this.online = bus.isOnline(nodeId);
+  }
+
+  get connected(): boolean {
+    return this.online && !this.closed;
   }
 
   streams(): string[] {
@@ -194,13 +198,13 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
 
   async start(): Promise<void> {
     this.assertOpen();
-    if (!this.connected) throw this.unavailable('start');
+    if (!this.online) throw this.unavailable('start');
     this.started = true;
   }
 
   publish(bytes: Uint8Array, _msgId: string): Promise<void> {
     this.assertOpen();
-    if (!this.connected) return Promise.reject(this.unavailable('publish'));
+    if (!this.online) return Promise.reject(this.unavailable('publish'));
     const data = bytes.slice();
     return new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
@@ -210,7 +214,7 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
       this.inflight.add(fail);
       setTimeout(() => {
         if (!this.inflight.delete(fail)) return; // failed meanwhile (disconnect)
-        if (this.closed || !this.connected) return reject(this.unavailable('publish'));
+        if (!this.connected) return reject(this.unavailable('publish'));
         this.bus.store(this.region, { data, origin: this.nodeId });
         resolve();
       }, this.bus.delay());
@@ -233,13 +237,13 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
 
   async lastSequences(): Promise<Record<string, number>> {
     this.assertOpen();
-    if (!this.connected) throw this.unavailable('lastSequences');
+    if (!this.online) throw this.unavailable('lastSequences');
     return Object.fromEntries(this.streams().map((s) => [s, this.bus.stream(s).msgs.length]));
   }
 
   status(): TransportStatus {
     return {
-      connected: this.connected && !this.closed,
+      connected: this.connected,
       server: null,
       streamsReady: this.started,
       consuming: this.handler !== undefined,
@@ -259,8 +263,8 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
 
   /** Called by the bus. */
   setConnected(up: boolean): void {
-    if (up === this.connected || this.closed) return;
-    this.connected = up;
+    if (up === this.online || this.closed) return;
+    this.online = up;
     if (!up) {
       for (const fail of [...this.inflight]) fail(this.unavailable('publish'));
       this.emit('disconnect', 'memory');
@@ -282,7 +286,7 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Tr
 
   /** Hand the next stored batch of one stream to the handler (one per turn, so streams interleave). */
   private deliver(c: Cursor): void {
-    if (this.closed || !this.connected || this.handler === undefined) return;
+    if (!this.connected || this.handler === undefined) return;
     const msgs = this.bus.stream(c.stream).msgs;
     if (c.next >= msgs.length) return;
     const m = msgs[c.next];

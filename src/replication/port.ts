@@ -12,7 +12,7 @@
  *   come again after a reconnect; the handler must be idempotent (max-merge is).
  * - A handler that throws a CodecError refuses the batch for good (never redelivered); any
  *   other error is retried.
- * - `status().connected` is false while the bus cannot be reached; the `reconnect` event
+ * - `connected` (and `status().connected`) is false while the bus cannot be reached; the `reconnect` event
  *   fires when it can again.
  */
 import type { EventEmitter } from 'node:events';
@@ -72,6 +72,8 @@ export interface TransportEvents {
 export interface Transport extends EventEmitter<TransportEvents> {
   /** This node. */
   readonly nodeId: string;
+  /** Whether the bus can be reached now (cheap: read on every shipping round). */
+  readonly connected: boolean;
   /** The streams this node reads (positions are kept per stream). */
   streams(): string[];
   /** Connect and create what is missing (streams, consumers). Idempotent; retry it on failure. */

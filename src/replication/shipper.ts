@@ -140,10 +140,10 @@ export class Shipper {
   /** Keys that reached their limit go out at once, even while a batch is in flight. */
   private async runPriority(): Promise<void> {
     while (!this.stopped) {
-      await this.o.engine.exhausted.wait();
+      await this.o.engine.urgent.wait();
       if (this.stopped) break;
-      if (!this.o.transport.status().connected) continue; // the main loop ships them when back
-      const cells = this.o.engine.drainExhausted();
+      if (!this.o.transport.connected) continue; // the main loop ships them when back
+      const cells = this.o.engine.drainUrgent();
       if (cells.length > 0 && (await this.ship(cells, true))) this.stats.priority++;
     }
   }
@@ -187,7 +187,7 @@ export class Shipper {
   /** Wait (up to a heartbeat) for the transport to be reachable. */
   private async reachable(): Promise<boolean> {
     const t = this.o.transport;
-    if (t.status().connected) return true;
+    if (t.connected) return true;
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -201,7 +201,7 @@ export class Shipper {
     });
     // Changes seen while waiting are still marked in the engine: make sure the next round looks.
     if (!this.stopped) this.o.engine.ownChanged.fire();
-    return !this.stopped && t.status().connected;
+    return !this.stopped && t.connected;
   }
 
   /** Encode and publish `cells` (an empty list is a heartbeat); true when every batch was acknowledged. */
@@ -263,7 +263,7 @@ export class Shipper {
    */
   async stop(timeoutMs = 2000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && this.o.transport.status().connected) {
+    while (Date.now() < deadline && this.o.transport.connected) {
       const cells = this.o.engine.drainOwn();
       if (cells.length === 0 && this.inflight === 0) break;
       if (cells.length > 0 && !(await this.ship(cells, false))) break;
@@ -272,7 +272,7 @@ export class Shipper {
     this.stopped = true;
     this.wake?.();
     this.o.engine.ownChanged.release();
-    this.o.engine.exhausted.release();
+    this.o.engine.urgent.release();
     await Promise.all(this.loops);
   }
 }

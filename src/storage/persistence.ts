@@ -55,8 +55,7 @@ export class Persistence {
   private timers: NodeJS.Timeout[] = [];
   private retry: SlotEntry[] = [];
   /** Positions noted since the last commit (kept across failed writes). */
-  private positions: Record<string, number> = {};
-  private hasPositions = false;
+  private positions = new Map<string, number>();
   /** The last write failure, cleared by the next successful commit. */
   lastError: StorageError | undefined;
   private barrier: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
@@ -145,10 +144,7 @@ export class Persistence {
 
   /** The replicator merged a stream's batches up to `seq`: commit that with the next flush. */
   notePosition(stream: string, seq: number): void {
-    if (seq > (this.positions[stream] ?? 0)) {
-      this.positions[stream] = seq;
-      this.hasPositions = true;
-    }
+    if (seq > (this.positions.get(stream) ?? 0)) this.positions.set(stream, seq);
   }
 
   /** Drain the engine and commit. Throws StorageError if the write fails (rows are kept for retry). */
@@ -157,14 +153,13 @@ export class Persistence {
     this.barrier = undefined;
     const drained = this.o.engine.drainRows();
     const cells = this.retry.length > 0 ? this.retry.concat(drained) : drained;
-    if (cells.length === 0 && !this.hasPositions) {
+    if (cells.length === 0 && this.positions.size === 0) {
       barrier?.resolve();
       return 0;
     }
-    const positions = this.positions;
     const t0 = performance.now();
     try {
-      this.o.store.write(this.hasPositions ? { cells, positions } : { cells });
+      this.o.store.write(this.positions.size > 0 ? { cells, positions: Object.fromEntries(this.positions) } : { cells });
     } catch (err) {
       this.stats.failures++;
       this.keepForRetry(cells);
@@ -174,8 +169,7 @@ export class Persistence {
       throw e;
     }
     this.lastError = undefined;
-    this.positions = {};
-    this.hasPositions = false;
+    this.positions.clear();
     this.retry = [];
     this.stats.retryRows = 0;
     this.stats.flushes++;

@@ -131,6 +131,7 @@ export function transportContract(name: string, makeWorld: () => Promise<Transpo
       const last = await a1.lastSequences();
       await waitFor('status to reach the last sequences', () => Object.entries(last).every(([s, seq]) => (a1.status().streams[s]?.lastSeq ?? 0) >= seq), { timeoutMs, intervalMs: 5 });
       expect(a1.status().connected).toBe(true);
+      expect(a1.connected).toBe(true);
       expect(a1.streams().sort()).toEqual(Object.keys(last).sort());
     });
   });

@@ -260,10 +260,14 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
     return out;
   }
 
+  get connected(): boolean {
+    return !!this.link?.connected && !this.closed;
+  }
+
   status(): TransportStatus {
     const streams: Record<string, StreamProgress> = {};
     for (const s of this.streams()) streams[s] = this.readers.get(s)?.progress() ?? { lastSeq: 0, lastAt: null, pending: null };
-    const connected = !!this.link?.connected && !this.closed;
+    const connected = this.connected;
     return {
       connected,
       server: connected ? this.link!.server : null,
