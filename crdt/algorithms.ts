@@ -71,6 +71,12 @@ export class LimitMath {
   readonly slots: number;
   /** Token refill per ms (token-bucket only). */
   readonly rate: number;
+  /**
+   * The most one node can hold net (p − n) in one slot: a node never admits beyond capacity,
+   * and a token bucket refills at most `rate × slotMs` more within one slot. A replicated cell
+   * above it cannot come from an honest node.
+   */
+  readonly maxSlotNet: number;
 
   constructor(p: LimitParams) {
     const g = geometryOf(p);
@@ -82,6 +88,7 @@ export class LimitMath {
     this.slotMs = g.slotMs;
     this.slots = g.slots;
     this.rate = p.limit / p.windowMs;
+    this.maxSlotNet = p.algorithm === 'token-bucket' ? this.capacity + Math.ceil(this.rate * this.slotMs) : this.capacity;
   }
 
   /** Usage (cost units counted against capacity) of entry `e` at `now`. */

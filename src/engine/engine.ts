@@ -75,6 +75,8 @@ export interface EngineStats {
   futureCellsHeld: number;
   /** Remote cells dropped because the hold-back buffer was full. */
   futureCellsDropped: number;
+  /** Remote cells refused as impossible for an honest node, by reason. */
+  refusedCells: Record<RemoteCellRefusal, number>;
   scopes: number;
 }
 
@@ -99,6 +101,30 @@ const MAX_URGENT = 1024;
  * within one transport lag; a key far from it can wait for the next batch.
  */
 export const URGENT_SHARE = 0.5;
+
+/**
+ * Why a replicated cell is impossible for an honest node (so refused, counted, never merged):
+ * - CELL_REFUND_EXCEEDS_ADMITTED: it gives back more than it admitted (n > p), which would
+ *   lower the key's usage below what the others admitted;
+ * - CELL_OVER_CAPACITY: its net count (p − n) is more than one node can admit in one slot;
+ * - CELL_SLOT_AHEAD: its slot starts more than one window after this node's clock (held
+ *   cells are only those within a window: a far-future cell would deny the key until then).
+ * Since merging takes each component's maximum, accepted cells keep every merged cell within
+ * the same bounds (CONSISTENCY.md §10).
+ */
+export const REMOTE_CELL_REFUSALS = {
+  CELL_REFUND_EXCEEDS_ADMITTED: 'a replicated cell refunds more than it admitted (n > p)',
+  CELL_OVER_CAPACITY: "a replicated cell's net count is more than one node can admit in one slot",
+  CELL_SLOT_AHEAD: 'a replicated cell is for a slot more than one window ahead of this clock',
+} as const;
+export type RemoteCellRefusal = keyof typeof REMOTE_CELL_REFUSALS;
+
+function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): RemoteCellRefusal | null {
+  if (c.n > c.p) return 'CELL_REFUND_EXCEEDS_ADMITTED';
+  if (c.p - c.n > cl.math.maxSlotNet) return 'CELL_OVER_CAPACITY';
+  if (c.slot > current + cl.store.ringSlots) return 'CELL_SLOT_AHEAD';
+  return null;
+}
 
 /** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
 export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
@@ -132,6 +158,8 @@ export class Engine implements Limiter {
     unknownScopeCells: 0,
     futureCellsHeld: 0,
     futureCellsDropped: 0,
+    /** Replicated cells refused as impossible for an honest node, by reason (see {@link REMOTE_CELL_REFUSALS}). */
+    refusedCells: { CELL_REFUND_EXCEEDS_ADMITTED: 0, CELL_OVER_CAPACITY: 0, CELL_SLOT_AHEAD: 0 } as Record<RemoteCellRefusal, number>,
   };
 
   constructor(opts: EngineOptions) {
@@ -450,6 +478,11 @@ export class Engine implements Limiter {
         continue;
       }
       const current = Math.floor(now / cl.math.slotMs);
+      const refusal = remoteCellRefusal(cl, c, current);
+      if (refusal !== null) {
+        this.counters.refusedCells[refusal]++;
+        continue;
+      }
       if (c.slot > current + this.maxFutureSlots) {
         if (this.future.length < MAX_FUTURE_BUFFER) {
           this.future.push(c);
@@ -545,6 +578,7 @@ export class Engine implements Limiter {
       unknownScopeCells: this.counters.unknownScopeCells,
       futureCellsHeld: this.future.length,
       futureCellsDropped: this.counters.futureCellsDropped,
+      refusedCells: { ...this.counters.refusedCells },
       scopes: this.scopes.size,
     };
   }

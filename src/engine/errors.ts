@@ -34,6 +34,11 @@ export const ERROR_CODES = {
   REPLICATION_UNAVAILABLE: 'NATS or JetStream cannot be reached or has no quorum; the node answers from local state.',
   REPLICATION_CONFLICT: 'A replication stream or consumer exists with a configuration that cannot be changed in place.',
   REPLICATION_USAGE: 'Replication was configured or used wrongly (regions, node id, closed transport).',
+  REPLICATION_UNAUTHORIZED: 'NATS refused the node\'s credentials, or an operation its permissions do not allow.',
+  REPLICATION_NOT_PROVISIONED: 'A replication stream is missing and this node may not create it; run the provisioning with the admin user.',
+  REPLICATION_FORGED: 'A replicated batch claims another origin than its channel, or carries another node\'s cells.',
+  REPLICATION_BATCH_TOO_LARGE: 'A replicated batch carries more cells than a node ships in one.',
+  REPLICATION_TOO_MANY_PEERS: 'A replicated batch comes from a new node beyond the number of peers accepted.',
   // Storage and runtime
   STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
   STORAGE_INCOMPATIBLE: 'The data directory belongs to another node id or an unknown schema version.',

@@ -10,7 +10,17 @@ export type ReplicationErrorCode =
   /** A stream or consumer exists with a configuration that cannot be changed in place. */
   | 'REPLICATION_CONFLICT'
   /** The transport was used wrongly (closed, consume twice, bad argument). */
-  | 'REPLICATION_USAGE';
+  | 'REPLICATION_USAGE'
+  /** NATS refused this node's credentials, or an operation its permissions do not allow. */
+  | 'REPLICATION_UNAUTHORIZED'
+  /** A stream this node reads is missing and this node may not create it (run `npm run provision` with the admin user). */
+  | 'REPLICATION_NOT_PROVISIONED'
+  /** A batch claims to come from another node than the one whose channel it came on, or carries another node's cells. */
+  | 'REPLICATION_FORGED'
+  /** A batch carries more cells than a node ever ships in one. */
+  | 'REPLICATION_BATCH_TOO_LARGE'
+  /** A batch comes from a new node while this node already tracks the most peers it accepts. */
+  | 'REPLICATION_TOO_MANY_PEERS';
 
 /** A replication failure with a stable code; `cause` holds the underlying error. */
 export class ReplicationError extends LimiterError {
@@ -19,6 +29,11 @@ export class ReplicationError extends LimiterError {
     super(code, message, options);
     this.name = 'ReplicationError';
   }
+}
+
+/** A batch refused for good (never redelivered, counted by code). */
+export function refusal(code: ReplicationErrorCode, message: string): ReplicationError & { poison: true } {
+  return Object.assign(new ReplicationError(code, message), { poison: true as const });
 }
 
 /**

@@ -57,6 +57,10 @@ export class Peers {
     return this.byNode.entries();
   }
 
+  has(node: string): boolean {
+    return this.byNode.has(node);
+  }
+
   get size(): number {
     return this.byNode.size;
   }

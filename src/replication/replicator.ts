@@ -16,6 +16,7 @@
 import type { Logger } from 'pino';
 import { CodecError, decodeDelta } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
+import { ReplicationError, refusal } from './errors.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
 import type { ReplicatedMessage, Transport } from './port.ts';
@@ -33,8 +34,10 @@ export interface ReplicatorOptions {
   nodeId: string;
   now: () => number;
   logger: Logger;
-  /** Cells per batch. Default 4096. */
+  /** Cells per batch shipped; a received batch with more is refused. Default 4096. */
   maxCellsPerMessage?: number;
+  /** Distinct peers accepted; a batch from a new node beyond it is refused. Default 256. */
+  maxPeers?: number;
   /** An idle node sends an empty batch this often (ms). Default 1000. */
   heartbeatMs?: number;
   /** Batching under load (see ShipperOptions). */
@@ -44,6 +47,9 @@ export interface ReplicatorOptions {
 
 export type { OvershootEstimate } from './overshoot.ts';
 export type { PeerStats } from './peers.ts';
+
+const DEFAULT_MAX_CELLS = 4096;
+const DEFAULT_MAX_PEERS = 256;
 
 export class Replicator {
   readonly shipper: Shipper;
@@ -55,16 +61,22 @@ export class Replicator {
   private timer: NodeJS.Timeout | undefined;
   private readonly lastRefused = { message: '' };
   readonly stats = { messages: 0, applied: 0, refused: 0, ownReplayed: 0, ownSkipped: 0 };
+  /** Refused batches by code (CodecError and ReplicationError codes). */
+  private readonly refusedByCode: Record<string, number> = {};
+  private readonly maxCells: number;
+  private readonly maxPeers: number;
 
   constructor(opts: ReplicatorOptions) {
     this.o = opts;
     this.overshootModel = new Overshoot(opts.engine, opts.nodeId, opts.now());
+    this.maxCells = opts.maxCellsPerMessage ?? DEFAULT_MAX_CELLS;
+    this.maxPeers = opts.maxPeers ?? DEFAULT_MAX_PEERS;
     this.shipper = new Shipper({
       engine: opts.engine,
       transport: opts.transport,
       nodeId: opts.nodeId,
       now: opts.now,
-      maxCellsPerMessage: opts.maxCellsPerMessage,
+      maxCellsPerMessage: opts.maxCellsPerMessage ?? DEFAULT_MAX_CELLS,
       heartbeatMs: opts.heartbeatMs,
       lingerMs: opts.lingerMs,
       busyUtilization: opts.busyUtilization,
@@ -100,14 +112,22 @@ export class Replicator {
     try {
       env = decodeDelta(msg.data);
       if (msg.origin !== undefined && msg.origin !== env.origin) {
-        throw new CodecError('CODEC_INVALID_FIELD', `batch on ${msg.origin}'s channel claims origin ${env.origin}`);
+        throw refusal('REPLICATION_FORGED', `batch on ${msg.origin}'s channel claims origin ${env.origin}`);
+      }
+      if (env.entries.length > this.maxCells) {
+        throw refusal('REPLICATION_BATCH_TOO_LARGE', `batch from ${env.origin} carries ${env.entries.length} cells, max ${this.maxCells}`);
       }
       for (const c of env.entries) {
-        if (c.node !== env.origin) throw new CodecError('CODEC_INVALID_FIELD', `batch from ${env.origin} carries cells of node ${c.node}`);
+        if (c.node !== env.origin) throw refusal('REPLICATION_FORGED', `batch from ${env.origin} carries cells of node ${c.node}`);
+      }
+      if (!own && !this.peers.has(env.origin) && this.peers.size >= this.maxPeers) {
+        throw refusal('REPLICATION_TOO_MANY_PEERS', `batch from new node ${env.origin} while ${this.peers.size} peers are tracked, max ${this.maxPeers}`);
       }
     } catch (err) {
       this.stats.refused++;
-      this.lastRefused.message = err instanceof CodecError ? `${err.code}: ${err.message}` : String(err);
+      const code = err instanceof CodecError || err instanceof ReplicationError ? err.code : 'UNKNOWN';
+      this.refusedByCode[code] = (this.refusedByCode[code] ?? 0) + 1;
+      this.lastRefused.message = code === 'UNKNOWN' ? String(err) : `${code}: ${(err as Error).message}`;
       this.o.logger.warn({ err, stream: msg.stream, seq: msg.streamSeq, origin: msg.origin }, 'refused a replicated batch');
       this.o.positions.notePosition(msg.stream, msg.streamSeq);
       throw err;
@@ -167,6 +187,8 @@ export class Replicator {
       streams: t.streams,
       shipping: { ...this.shipper.stats, inFlight: this.shipper.inFlight },
       ...this.stats,
+      refusedByCode: { ...this.refusedByCode },
+      refusedCells: this.o.engine.stats().refusedCells,
       lastRefused: this.lastRefused.message || null,
       peers: this.peers.stats(now),
     };

@@ -42,6 +42,8 @@ export interface SimOptions extends Partial<MemoryBusOptions> {
   /** Shipper batching under load: linger (ms) and the utilisation that counts as busy (0: always). */
   lingerMs?: number;
   busyUtilization?: number;
+  /** Distinct peers each node accepts (the replicator's default otherwise). */
+  maxPeers?: number;
 }
 
 const silent = pino({ level: 'silent' });
@@ -51,13 +53,13 @@ export class Sim {
   readonly nodes: SimNode[] = [];
   private readonly rules: RulesConfig;
   private readonly heartbeatMs: number;
-  private readonly linger: { lingerMs?: number; busyUtilization?: number };
+  private readonly linger: { lingerMs?: number; busyUtilization?: number; maxPeers?: number };
 
   constructor(opts: SimOptions) {
     this.bus = new MemoryBus({ ...opts, regions: Object.keys(opts.nodes) });
     this.rules = opts.rules ?? SIM_RULES;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
-    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization };
+    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization, maxPeers: opts.maxPeers };
   }
 
   static async start(opts: SimOptions): Promise<Sim> {

@@ -32,9 +32,19 @@ async function usage(key: string): Promise<number> {
   return (res.json() as { limits: { usage: number }[] }).limits[0]!.usage;
 }
 
-function replication(): { refused: number; messages: number; lastRefused: string | null } {
-  return node.status().replication as { refused: number; messages: number; lastRefused: string | null };
+interface ReplicationStatus {
+  refused: number;
+  messages: number;
+  lastRefused: string | null;
+  refusedByCode: Record<string, number>;
+  refusedCells: Record<string, number>;
 }
+
+function replication(): ReplicationStatus {
+  return node.status().replication as unknown as ReplicationStatus;
+}
+
+const env = (origin: string, entries: SlotEntry[]) => encodeDelta({ v: WIRE_VERSION, origin, seq: 1, sentAt: Date.now(), entries });
 
 /** Publishes raw bytes into the region stream as if `from` had sent them. */
 async function publishAs(from: string, bytes: Uint8Array): Promise<void> {
@@ -72,7 +82,6 @@ afterAll(async () => {
 describe('refusing replicated messages', () => {
   it('refuses garbage, unknown versions, forged origins and foreign cells, applies nothing of them, and goes on', async () => {
     const before = replication().refused;
-    const env = (origin: string, entries: SlotEntry[]) => encodeDelta({ v: WIRE_VERSION, origin, seq: 1, sentAt: Date.now(), entries });
 
     await publishAs('evil-1', new Uint8Array([0xc1, 0x00, 0xff]));
     await waitFor('garbage refused', () => replication().refused === before + 1, { timeoutMs: 10_000 });
@@ -85,6 +94,7 @@ describe('refusing replicated messages', () => {
     // The subject names evil-1, the payload claims to come from eu-west-1.
     await publishAs('evil-1', env('eu-west-1', [cell('victim', 'eu-west-1', 500)]));
     await waitFor('forged origin refused', () => replication().refused === before + 3, { timeoutMs: 10_000 });
+    expect(replication().lastRefused).toMatch(/^REPLICATION_FORGED/);
 
     // evil-1 is honest about itself but carries counts of another node.
     await publishAs('evil-1', env('evil-1', [cell('victim', 'evil-1', 1), cell('victim', 'eu-west-1', 500)]));
@@ -109,6 +119,46 @@ describe('refusing replicated messages', () => {
     await waitFor('both refused', () => replication().refused === before + 2, { timeoutMs: 10_000 });
     expect(replication().lastRefused).toMatch(/^CODEC_INVALID_FIELD/);
     expect(await usage('mine')).toBe(3);
+  }, 30_000);
+});
+
+describe('limits on what a peer can claim', () => {
+  it('refuses counts no node could have admitted, refunds of more than was admitted and far-future slots, cell by cell, and counts them', async () => {
+    const cells0 = { ...replication().refusedCells };
+    const messages0 = replication().messages;
+    // Limit 1000 per hour: a ghost count of 2^32 − 1 on one key, a refund of 2^32 − 1 on
+    // another (which would drive its usage negative), and a cell 25 hours ahead.
+    await publishAs('evil-2', env('evil-2', [cell('ghost', 'evil-2', 0xffff_ffff)]));
+    await publishAs('evil-2', env('evil-2', [{ scope, key: 'refunded', slot, node: 'evil-2', p: 0, n: 0xffff_ffff }]));
+    await publishAs('evil-2', env('evil-2', [{ scope, key: 'ahead', slot: slot + 25, node: 'evil-2', p: 5, n: 0 }]));
+    // One message mixing a possible cell with an impossible one: only the possible one applies.
+    await publishAs('evil-2', env('evil-2', [cell('mixed', 'evil-2', 9), cell('mixed2', 'evil-2', 1001)]));
+    await waitFor('all four messages handled', () => replication().messages === messages0 + 4, { timeoutMs: 10_000 });
+    const cells = replication().refusedCells;
+    expect(cells.CELL_OVER_CAPACITY! - (cells0.CELL_OVER_CAPACITY ?? 0)).toBe(2);
+    expect(cells.CELL_REFUND_EXCEEDS_ADMITTED! - (cells0.CELL_REFUND_EXCEEDS_ADMITTED ?? 0)).toBe(1);
+    expect(cells.CELL_SLOT_AHEAD! - (cells0.CELL_SLOT_AHEAD ?? 0)).toBe(1);
+    expect(await usage('ghost')).toBe(0);
+    expect(await usage('ahead')).toBe(0);
+    expect(await usage('mixed2')).toBe(0);
+    expect(await usage('mixed')).toBe(9);
+    // The refund changed nothing: 1000 admitted, the 1001st denied.
+    for (let i = 0; i < 1000; i++) {
+      const res = await node.app.inject({ method: 'POST', url: '/v1/check', payload: { key: 'refunded' } });
+      expect(res.statusCode).toBe(200);
+    }
+    const res = await node.app.inject({ method: 'POST', url: '/v1/check', payload: { key: 'refunded' } });
+    expect(res.statusCode).toBe(429);
+  }, 60_000);
+
+  it('refuses a batch of more cells than a node ships in one, applying none of it', async () => {
+    const before = replication().refusedByCode.REPLICATION_BATCH_TOO_LARGE ?? 0;
+    const many = Array.from({ length: 40_000 }, (_, i) => cell(`flood-${i}`, 'evil-3', 1));
+    await publishAs('evil-3', env('evil-3', many));
+    await waitFor('the flood refused', () => (replication().refusedByCode.REPLICATION_BATCH_TOO_LARGE ?? 0) === before + 1, { timeoutMs: 10_000 });
+    expect(await usage('flood-0')).toBe(0);
+    expect(await usage('flood-39999')).toBe(0);
+    expect(replication().lastRefused).toMatch(/^REPLICATION_BATCH_TOO_LARGE: batch from evil-3 carries 40000 cells, max 4096/);
   }, 30_000);
 });
 

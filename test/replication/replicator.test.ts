@@ -157,3 +157,20 @@ describe('overshoot estimate', () => {
     }
   });
 });
+
+describe('limits on peers', () => {
+  it('refuses batches from a new node once it tracks the most peers it accepts, and keeps merging the known ones', async () => {
+    sim = await Sim.start({ nodes: { a: 1, b: 1, c: 1, d: 1 }, maxPeers: 2 });
+    const a = sim.node('a-0');
+    for (const n of sim.nodes.slice(1)) n.check('k');
+    const refused = () => ((a.replicator.status().refusedByCode as Record<string, number>).REPLICATION_TOO_MANY_PEERS ?? 0);
+    await waitFor('a to refuse the third peer', () => refused() >= 1, { timeoutMs: 3000, intervalMs: 2 });
+    expect(a.replicator.peers.size).toBe(2);
+    expect(a.usage('k')).toBe(2);
+    expect(a.replicator.status().lastRefused).toMatch(/^REPLICATION_TOO_MANY_PEERS/);
+    // A known peer's next batch is still merged.
+    const known = sim.nodes.find((n) => n !== a && a.replicator.peers.has(n.id))!;
+    known.check('k2');
+    await waitFor('a to merge the known peer', () => a.usage('k2') === 1, { timeoutMs: 3000, intervalMs: 2 });
+  });
+});
