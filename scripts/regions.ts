@@ -6,9 +6,11 @@
  * process `node --import tsx src/main.ts --node-id ID --region R --regions all,regions
  * --nats nats://127.0.0.1:<clientPort> --rules FILE --data <root>/nodes/<id> --host 127.0.0.1
  * --port <httpPort>`. Ports are the topology's, shifted by --port-offset.
- * It waits until JetStream is ready on every server (meta leader elected with every region in
- * the meta group) and every node has logged its "listening" line, then prints a table of the
- * nodes and a curl hint.
+ * Every node connects as its own NATS user (an nkey generated for the run, seed in
+ * <root>/secrets, permissions as in the generated configs: docs/SECURITY.md). It waits until
+ * JetStream is ready on every server (meta leader elected with every region in the meta group),
+ * creates the streams as the admin user, waits until every node has logged its "listening"
+ * line, then prints a table of the nodes and a curl hint.
  *
  * Logs: every child's full output goes to <root>/logs/<name>.log; the terminal shows only node
  * warn/error/fatal lines and nats-server [ERR]/[FTL] lines (everything with --verbose), each
@@ -31,6 +33,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadTopology, natsServerName, type NatsPorts, type Topology, TopologyError } from '../regions/topology.ts';
+import { ADMIN_USER, generateCredentials, seedFile, writeCredentials } from '../regions/auth.ts';
+import { DEFAULT_MAX_AGE_MS, provisionDeployment } from '../src/replication/jetstream/index.ts';
 import { natsServerProblem } from '../support/nats-server.ts';
 import { spawnNodeProcess } from '../support/node-process.ts';
 import { portFree } from '../support/ports.ts';
@@ -379,8 +383,13 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   say(`starting ${regions.length} nats-servers (${regions.map((r) => r.name).join(', ')}), data in ${dataRoot}`);
   const natsChildren = new Map<string, Child>();
+  // Every node its own NATS user (regions/auth.ts): fresh keys each run, seeds in <root>/secrets.
+  const creds = generateCredentials(topology.regions.flatMap((r) => r.nodes.map((n) => n.id)));
+  const secrets = join(dataRoot, 'secrets');
+  writeCredentials(secrets, creds);
   const sc = await startSupercluster({
     topology,
+    credentials: creds,
     ports: Object.fromEntries(regions.map((r) => [r.name, r.nats])),
     root: join(dataRoot, 'nats'),
     detached: true,
@@ -393,6 +402,9 @@ async function main(): Promise<void> {
   });
   await sc.waitReady(NATS_READY_TIMEOUT_MS, startup.signal);
   say(`JetStream ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  // Streams are the admin user's to create: the nodes' users may not.
+  const provisioned = await provisionDeployment({ servers: regions[0]!.natsUrl, regions: regions.map((r) => r.name), nkeySeed: creds.get(ADMIN_USER)!.seed, maxAgeMs: DEFAULT_MAX_AGE_MS });
+  say(`streams provisioned by the admin user: ${provisioned.map((p) => `${p.stream} (${p.outcome})`).join(', ')}`);
 
   const allRegions = regions.map((r) => r.name).join(',');
   const nodeCount = regions.reduce((n, r) => n + r.nodes.length, 0);
@@ -404,6 +416,7 @@ async function main(): Promise<void> {
       '--region', r.name,
       '--regions', allRegions,
       '--nats', r.natsUrl,
+      '--nats-nkey-file', seedFile(secrets, n.id),
       '--rules', opts.rules,
       '--data', join(dataRoot!, 'nodes', n.id),
       '--host', HOST,
@@ -416,13 +429,8 @@ async function main(): Promise<void> {
     started.push(s);
     return s;
   };
-  // Nodes that create streams start one at a time: the first node creates every region's
-  // stream, the first of each region its region's aggregate. Two nodes creating the same stream
-  // at once race (both see it missing, the second add is refused by nats-server 2.9 with "stream
-  // name already in use with a different configuration" and that node exits). The other nodes
-  // only add their own durable consumers and start together.
-  for (const r of regions) await launchNode(r, r.nodes[0]!).url;
-  for (const r of regions) for (const n of r.nodes.slice(1)) launchNode(r, n);
+  // The streams exist: every node only adds its own durable consumers, so all start together.
+  for (const r of regions) for (const n of r.nodes) launchNode(r, n);
   const urls = await Promise.all(started.map((s) => s.url));
   say(`${nodeCount} node(s) listening after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 

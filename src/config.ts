@@ -24,6 +24,12 @@ export interface NodeConfig {
   nats: string[];
   /** Every region of the deployment (this one included); the node reads the others' deltas. */
   regions: string[];
+  /** File holding this node's NATS nkey seed (`SU…`); empty connects anonymously. */
+  natsNkeyFile: string;
+  /** TLS to NATS: CA file to verify the server, and a client certificate and key (PEM); empty: none. */
+  natsTlsCa: string;
+  natsTlsCert: string;
+  natsTlsKey: string;
   /** Replication streams keep deltas this long (must cover the longest window plus the longest partition tolerated). */
   streamMaxAgeMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -52,6 +58,10 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   denyStatus: { flag: 'deny-status', env: 'LIMITER_DENY_STATUS', type: 'integer', default: '429', help: 'Status of a denied GET /v1/check (nginx auth_request needs 401 or 403).' },
   nats: { flag: 'nats', env: 'LIMITER_NATS', type: 'list', default: '', help: 'NATS server URL(s), comma-separated; empty runs the node alone.' },
   regions: { flag: 'regions', env: 'LIMITER_REGIONS', type: 'list', default: '', help: 'Every region of the deployment, comma-separated (default: only --region).' },
+  natsNkeyFile: { flag: 'nats-nkey-file', env: 'LIMITER_NATS_NKEY_FILE', type: 'string', default: '', help: "File with this node's NATS nkey seed (npm run creds writes secrets/<node-id>.nk); empty connects without credentials." },
+  natsTlsCa: { flag: 'nats-tls-ca', env: 'LIMITER_NATS_TLS_CA', type: 'string', default: '', help: 'CA certificate (PEM) that signed the NATS servers\' certificates: connect over TLS and verify them.' },
+  natsTlsCert: { flag: 'nats-tls-cert', env: 'LIMITER_NATS_TLS_CERT', type: 'string', default: '', help: 'Client certificate (PEM) for NATS servers that verify clients (with --nats-tls-key).' },
+  natsTlsKey: { flag: 'nats-tls-key', env: 'LIMITER_NATS_TLS_KEY', type: 'string', default: '', help: 'Private key (PEM) of --nats-tls-cert.' },
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
 };
@@ -75,7 +85,7 @@ export function usage(): string {
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'streamMaxAgeMs', 'logLevel'],
+  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel'],
   properties: {
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
     region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
@@ -90,6 +100,10 @@ const SCHEMA = {
     denyStatus: { type: 'integer', minimum: 400, maximum: 599 },
     nats: { type: 'array', items: { type: 'string', pattern: '^(nats|tls|ws|wss)?:?/?/?[^\\s]+$' } },
     regions: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' }, uniqueItems: true },
+    natsNkeyFile: { type: 'string' },
+    natsTlsCa: { type: 'string' },
+    natsTlsCert: { type: 'string' },
+    natsTlsKey: { type: 'string' },
     streamMaxAgeMs: { type: 'integer', minimum: 60_000, maximum: 365 * 24 * 3600 * 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
@@ -156,6 +170,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
   if (problems.length === 0) {
     const c = raw as unknown as NodeConfig;
     if (c.regions.length === 0) c.regions = [c.region];
+    if ((c.natsTlsCert === '') !== (c.natsTlsKey === '')) {
+      problems.push({ code: 'CONFIG_INVALID', file: '--nats-tls-cert / --nats-tls-key', path: '/natsTlsCert', message: 'a client certificate needs its key, and a key its certificate' });
+    }
     else if (!c.regions.includes(c.region)) {
       problems.push({ code: 'CONFIG_INVALID', file: '--regions / LIMITER_REGIONS', path: '/regions', message: `must include this node's region "${c.region}"` });
     }

@@ -5,14 +5,16 @@
  * process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
+import { ConfigError } from './engine/errors.ts';
 import { loadRulesFile } from './engine/rules.ts';
 import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
-import { JetStreamTransport, type TransportOptions } from './replication/jetstream/index.ts';
+import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
 import { Persistence } from './storage/persistence.ts';
 import { SqliteStore } from './storage/sqlite.ts';
@@ -75,6 +77,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const startedAt = now();
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
   const rules = loadRulesFile(config.rules);
+  const natsAuth = natsCredentials(config);
   const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
   const store = new SqliteStore({ dir: config.data, nodeId: config.nodeId, durability: config.durability });
   const replicating = config.nats.length > 0;
@@ -113,6 +116,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       nodeId: config.nodeId,
       maxAgeMs: config.streamMaxAgeMs,
       waitOnFirstConnect: true,
+      ...natsAuth,
       ...opts.transport,
     });
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
@@ -238,7 +242,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  logger.info({ url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats }, 'listening');
+  logger.info({ url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl) }, 'listening');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -255,4 +259,26 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   };
 
   return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, close };
+}
+
+/** The NATS credentials and TLS files of the configuration, read once at start. */
+function natsCredentials(config: NodeConfig): Pick<TransportOptions, 'nkeySeed' | 'tls'> {
+  const out: Pick<TransportOptions, 'nkeySeed' | 'tls'> = {};
+  if (config.natsNkeyFile !== '') {
+    try {
+      out.nkeySeed = readFileSync(config.natsNkeyFile, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file: config.natsNkeyFile, path: '/natsNkeyFile', message: `cannot read the NATS nkey seed: ${(err as Error).message}` }], 'CONFIG_UNREADABLE');
+    }
+    if (!/^SU[A-Z2-7]{56}$/.test(out.nkeySeed)) {
+      throw new ConfigError([{ code: 'CONFIG_INVALID', file: config.natsNkeyFile, path: '/natsNkeyFile', message: 'not an nkey user seed (one line starting with "SU", 58 characters)' }]);
+    }
+  }
+  if (config.natsTlsCa !== '' || config.natsTlsCert !== '') {
+    out.tls = {
+      ...(config.natsTlsCa !== '' ? { caFile: config.natsTlsCa } : {}),
+      ...(config.natsTlsCert !== '' ? { certFile: config.natsTlsCert, keyFile: config.natsTlsKey } : {}),
+    };
+  }
+  return out;
 }

@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect, type NatsConnection } from 'nats';
+import { connect, nkeyAuthenticator, type NatsConnection } from 'nats';
 import type { NatsPorts } from '../regions/topology.ts';
 import { freePorts } from './ports.ts';
 import { waitFor } from './wait.ts';
@@ -67,6 +67,10 @@ export interface NatsServerHooks {
 export interface NatsServerOptions extends NatsServerHooks {
   /** Run in its own process group (a terminal's Ctrl-C then reaches only the parent). */
   detached?: boolean;
+  /** Added to the server's environment (e.g. the `$LIMITER_NKEY_*` its config references). */
+  env?: Record<string, string>;
+  /** Nkey seed the readiness check connects with (a server that requires credentials). */
+  clientSeed?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -114,7 +118,7 @@ export async function metaLeaderSeenBy(monitorUrl: string): Promise<string | und
  * all current (as the leader sees them), /healthz says ok and a JetStream API call through a
  * client succeeds.
  */
-export async function jetStreamReady(h: { url: string; monitorUrl: string }, size: number): Promise<boolean> {
+export async function jetStreamReady(h: { url: string; monitorUrl: string; clientSeed?: string }, size: number): Promise<boolean> {
   const jsz = (await fetchJson(`${h.monitorUrl}/jsz`)) as JszMeta;
   const meta = jsz.meta_cluster;
   if (size > 1) {
@@ -127,7 +131,7 @@ export async function jetStreamReady(h: { url: string; monitorUrl: string }, siz
   if (!health.ok) return false;
   let nc: NatsConnection | undefined;
   try {
-    nc = await connect({ servers: h.url, timeout: 1000, reconnect: false });
+    nc = await connect({ servers: h.url, timeout: 1000, reconnect: false, ...(h.clientSeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(h.clientSeed)) } : {}) });
     const jsm = await nc.jetstreamManager({ timeout: 1000 });
     await jsm.getAccountInfo();
     return true;
@@ -174,7 +178,7 @@ export class NatsServer implements ServerHandle {
 
   spawn(): void {
     if (this.running) throw new Error(`${this.name}: already running (pid ${this.pid})`);
-    const p = spawn(NATS_SERVER_BIN, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: this.opts.detached ?? false });
+    const p = spawn(NATS_SERVER_BIN, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: this.opts.detached ?? false, env: { ...process.env, ...this.opts.env } });
     this.proc = p;
     live.add(p);
     const onLine = (line: string) => {
@@ -199,7 +203,7 @@ export class NatsServer implements ServerHandle {
   async waitReady(size: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     await waitFor(`JetStream ready on ${this.name} (${this.url})`, async () => {
       if (!this.running) throw new Error(`${this.name} is not running`);
-      return jetStreamReady(this, size);
+      return jetStreamReady({ url: this.url, monitorUrl: this.monitorUrl, clientSeed: this.opts.clientSeed }, size);
     }, { timeoutMs, intervalMs: 100, describe: () => this.logs(), signal });
   }
 

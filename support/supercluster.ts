@@ -22,6 +22,9 @@ import {
   type RegionAddress,
   type Topology,
 } from '../regions/topology.ts';
+import { ADMIN_USER, generateCredentials, serverEnv, writeCredentials, type Credential } from '../regions/auth.ts';
+import { nkeyAuthenticator, type ConnectionOptions } from 'nats';
+import { DEFAULT_MAX_AGE_MS, provisionDeployment } from '../src/replication/jetstream/index.ts';
 import { NatsServer, metaLeaderSeenBy, removeTempRoot, tempRoot, type NatsServerOptions, type ServerHandle } from './nats-server.ts';
 import { freePorts } from './ports.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
@@ -50,11 +53,25 @@ export interface Supercluster {
   metaLeader(): Promise<string | undefined>;
   /** Waits until every running server reports JetStream ready with all regions in the meta group. */
   waitReady(timeoutMs?: number, signal?: AbortSignal): Promise<void>;
+  /** The NATS users when the servers require credentials (`nodes` or `credentials` given). */
+  readonly credentials: ReadonlyMap<string, Credential> | undefined;
+  /** Directory of the users' seed files (`<user>.nk`, regions/auth.ts `seedFile`); undefined without credentials. */
+  readonly secretsDir: string | undefined;
+  /** Connection options of an admin client (`{}` when the servers take anonymous clients). */
+  adminOptions(): Pick<ConnectionOptions, 'authenticator'>;
+  /** Creates every stream as the admin user (done by the start when credentials are used and `ready` is not false). */
+  provision(): Promise<void>;
 }
 
 export interface SuperclusterOptions extends NatsServerOptions {
   /** Region names (default us-east, eu-west, ap-south); ignored with `topology`. */
   regions?: readonly string[];
+  /**
+   * The limiter nodes that will connect: the servers then require credentials, every node gets
+   * its own NATS user with the generated permissions (seed files in `secretsDir`), and the
+   * streams are provisioned by the admin user. Regions default to the nodes' regions.
+   */
+  nodes?: ReadonlyArray<{ id: string; region: string }>;
   /** The topology to render the configs from (default: `regions` with default settings). */
   topology?: Topology;
   /** Ports of every region's server (default: free ports, see ./ports.ts). */
@@ -65,6 +82,12 @@ export interface SuperclusterOptions extends NatsServerOptions {
   gatewayProxies?: boolean;
   /** Server ping_interval, e.g. "2s" (default: the server's 2m, as the generated configs). */
   pingInterval?: string;
+  /**
+   * NATS users of the deployment (regions/auth.ts `generateCredentials` over the topology's
+   * node ids): the servers then require them and give each node its permissions. Without it,
+   * the servers accept anonymous clients with every permission.
+   */
+  credentials?: ReadonlyMap<string, Credential>;
   /** Wait until JetStream is ready before returning (default true; else call `waitReady`). */
   ready?: boolean;
   readyTimeoutMs?: number;
@@ -112,9 +135,12 @@ class RegionNatsServer extends NatsServer implements RegionServer {
  * in the meta group).
  */
 export async function startSupercluster(opts: SuperclusterOptions = {}): Promise<Supercluster> {
-  const topology = opts.topology ?? topologyFromNames([...(opts.regions ?? DEFAULT_REGIONS)]);
+  const topology = opts.topology ?? topologyFromNames([...(opts.regions ?? (opts.nodes ? new Set(opts.nodes.map((n) => n.region)) : DEFAULT_REGIONS))], opts.nodes);
   const names = topology.regions.map((r) => r.name);
   const root = opts.root ?? (await tempRoot());
+  const credentials = opts.credentials ?? (opts.nodes ? generateCredentials(topology.regions.flatMap((r) => r.nodes.map((n) => n.id))) : undefined);
+  const secretsDir = credentials ? join(root, 'secrets') : undefined;
+  if (credentials) writeCredentials(secretsDir!, credentials);
   const servers: RegionNatsServer[] = [];
   const proxies: TcpProxy[] = [];
   let stopped = false;
@@ -157,6 +183,7 @@ export async function startSupercluster(opts: SuperclusterOptions = {}): Promise
       addresses,
       pingInterval: opts.pingInterval,
       header: false,
+      auth: credentials !== undefined,
     };
     for (const name of names) {
       const dir = join(root, name);
@@ -172,7 +199,7 @@ export async function startSupercluster(opts: SuperclusterOptions = {}): Promise
         `http://127.0.0.1:${p.monitorPort}`,
         storeDir,
         ['-c', conf],
-        { detached: opts.detached, onSpawn: opts.onSpawn, onLine: opts.onLine },
+        { detached: opts.detached, onSpawn: opts.onSpawn, onLine: opts.onLine, env: credentials ? serverEnv(credentials) : undefined, clientSeed: credentials?.get(ADMIN_USER)?.seed },
       );
       s.proxies = proxyOf;
       s.clusterSize = names.length;
@@ -205,8 +232,20 @@ export async function startSupercluster(opts: SuperclusterOptions = {}): Promise
       async waitReady(timeoutMs = 30_000, signal?: AbortSignal) {
         await Promise.all(servers.filter((s) => s.running).map((s) => s.waitReady(names.length, timeoutMs, signal)));
       },
+      credentials,
+      secretsDir,
+      adminOptions() {
+        const seed = credentials?.get(ADMIN_USER)?.seed;
+        return seed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) } : {};
+      },
+      async provision() {
+        await provisionDeployment({ servers: servers[0]!.url, regions: names, nkeySeed: credentials?.get(ADMIN_USER)?.seed, maxAgeMs: DEFAULT_MAX_AGE_MS });
+      },
     };
-    if (opts.ready !== false) await sc.waitReady(opts.readyTimeoutMs ?? 30_000);
+    if (opts.ready !== false) {
+      await sc.waitReady(opts.readyTimeoutMs ?? 30_000);
+      if (credentials) await sc.provision();
+    }
     return sc;
   } catch (err) {
     await stopAll();

@@ -94,6 +94,23 @@ export function parseNodeSubject(subject: string): { region: string; nodeId: str
   return { region, nodeId };
 }
 
+/**
+ * Where node `nodeId`'s push consumer on `stream` delivers: `_limiter.deliver.<region>.<node>.<stream>`.
+ * Fixed per node and stream, so a restarted node subscribes where its durable consumer delivers
+ * without changing the consumer (which would need the meta quorum). Outside `limiter.d.>`: no
+ * stream captures it.
+ */
+export function deliverSubject(region: string, nodeId: string, stream: string): string {
+  return `${deliverPrefix(region, nodeId)}.${stream}`;
+}
+
+/** Prefix of every delivery subject of node `nodeId` (its NATS user may subscribe below it only). */
+export function deliverPrefix(region: string, nodeId: string): string {
+  assertRegionName(region);
+  assertNodeId(nodeId);
+  return `_limiter.deliver.${region}.${nodeId}`;
+}
+
 /** Durable consumer name of node `nodeId` (the same name on both streams it reads). */
 export function durableName(nodeId: string): string {
   assertNodeId(nodeId);

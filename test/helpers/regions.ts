@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { seedFile } from '../../regions/auth.ts';
 import { startNodeProcess, type NodeProcess } from '../../support/node-process.ts';
 import type { Supercluster } from '../../support/supercluster.ts';
 import { sleep, waitFor } from '../../support/wait.ts';
@@ -122,6 +123,8 @@ export class Fleet {
         '--node-id', spec.id,
         '--region', spec.region,
         ...(spec.standalone ? [] : ['--regions', regions, '--nats', server.url]),
+        // A cluster started with its nodes requires credentials: each node its own user.
+        ...(!spec.standalone && o.cluster.secretsDir ? ['--nats-nkey-file', seedFile(o.cluster.secretsDir, spec.id)] : []),
         '--rules', rules,
         '--data', data,
         '--flush-interval', o.flushInterval ?? '50ms',

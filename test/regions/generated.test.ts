@@ -4,7 +4,7 @@
  * docker-compose refuse what the generator renders.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import {
   renderRegionNatsConfig,
   topologyFromNames,
 } from '../../regions/topology.ts';
+import { ADMIN_USER, generateCredentials, nkeyEnvName, serverEnv, writeCredentials } from '../../regions/auth.ts';
 import { NATS_SERVER_BIN } from '../../support/nats-server.ts';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -51,13 +52,21 @@ describe('committed generated files', () => {
     expect(extra, 'stale region configs: run npm run gen:regions').toEqual([]);
   });
 
-  it('every region file has a generated nats config that nats-server accepts', () => {
+  it('every region file has a generated nats config that nats-server accepts, given the users\' public keys', () => {
+    const env = { ...process.env, ...serverEnv(generateCredentials([...topology.regions.flatMap((r) => r.nodes.map((n) => n.id)), 'local-1'])) };
     for (const r of topology.regions) {
       const conf = renderRegionNatsConfig(topology, r.name, { storeDir: join(tmp, `store-${r.name}`) });
       const file = join(tmp, `${r.name}.conf`);
       writeFileSync(file, conf);
-      const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', file], { encoding: 'utf8' });
+      const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', file], { encoding: 'utf8', env });
       expect(out.status, out.stderr + out.stdout).toBe(0);
+      // Without them the server refuses to start: no configuration runs open by accident.
+      const bare = spawnSync(NATS_SERVER_BIN, ['-t', '-c', file], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+      expect(bare.status).not.toBe(0);
+      expect(bare.stderr + bare.stdout).toContain(nkeyEnvName(ADMIN_USER));
+      // The admin and each of the region's nodes is a user; nodes have permissions, the admin all.
+      expect(conf).toContain(`{ nkey: $${nkeyEnvName(ADMIN_USER)} }`);
+      for (const n of r.nodes) expect(conf).toContain(`nkey: $${nkeyEnvName(n.id)}\n      permissions: {`);
       // One cluster per region, a route to its own cluster port (required on 2.9), gateways to every other region.
       expect(conf).toContain(`name: "${r.name}"`);
       expect(conf).toContain(`routes: ["nats-route://127.0.0.1:${r.nats.clusterPort}"]`);
@@ -67,7 +76,7 @@ describe('committed generated files', () => {
     }
     const dev = join(tmp, 'dev.conf');
     writeFileSync(dev, renderDevNatsConfig({ storeDir: join(tmp, 'dev-store') }));
-    const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', dev], { encoding: 'utf8' });
+    const out = spawnSync(NATS_SERVER_BIN, ['-t', '-c', dev], { encoding: 'utf8', env });
     expect(out.status, out.stderr + out.stdout).toBe(0);
     expect(readFileSync(join(root, 'nats.conf'), 'utf8')).toContain('listen: "127.0.0.1:4222"');
   });
@@ -93,15 +102,29 @@ describe('committed generated files', () => {
         });
         expect(svc?.environment?.LIMITER_RULES).toBeTruthy();
         expect(svc?.ports).toEqual([`${n.httpPort}:${n.httpPort}`]);
+        expect(svc?.environment?.LIMITER_NATS_NKEY_FILE).toBe(`/run/secrets/nkey-${n.id}`);
+        expect((svc as { secrets?: string[] }).secrets).toEqual([`nkey-${n.id}`]);
       }
+      expect((nats as { env_file?: string[] }).env_file).toEqual(['./secrets/nats.env']);
     }
+    // The streams are provisioned by the admin user, the only one holding its seed.
+    const provision = doc.services.provision as { command?: string[]; environment?: Record<string, string>; secrets?: string[] };
+    expect(provision.command).toEqual(['npx', 'tsx', 'src/provision.ts']);
+    expect(provision.secrets).toEqual(['nkey-admin']);
+    expect(provision.environment?.LIMITER_REGIONS).toBe('ap-south,eu-west,us-east');
   });
 
   const composeBin = has('docker-compose');
   // .ci/run installs Debian's docker-compose: a missing binary is a failure, not a skip.
-  it('docker-compose -f docker-compose.yml config -q accepts the compose file', () => {
+  it('docker-compose -f docker-compose.yml config -q accepts the compose file, once `npm run creds` has written secrets/', () => {
     expect(composeBin, 'docker-compose is not installed').toBe(true);
-    execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { cwd: root, stdio: 'pipe' });
+    // A copy beside generated secrets: the repository itself never holds them.
+    const d = mkdtempSync(join(tmp, 'compose-'));
+    cpSync(join(root, 'docker-compose.yml'), join(d, 'docker-compose.yml'));
+    cpSync(join(root, 'regions/nats'), join(d, 'regions/nats'), { recursive: true });
+    cpSync(join(root, 'Dockerfile'), join(d, 'Dockerfile'));
+    writeCredentials(join(d, 'secrets'), generateCredentials(topology.regions.flatMap((r) => r.nodes.map((n) => n.id))));
+    execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { cwd: d, stdio: 'pipe' });
   });
 
   it('Dockerfile builds from node:20-bookworm-slim with the better-sqlite3 toolchain and runs src/main.ts', () => {

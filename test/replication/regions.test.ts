@@ -93,7 +93,7 @@ async function dumpReplication(fleet: Fleet, what: string): Promise<void> {
     if (!region.running) continue;
     let nc: NatsConnection | undefined;
     try {
-      nc = await connect({ servers: region.url, timeout: 1000 });
+      nc = await connect({ servers: region.url, timeout: 1000, ...fleet.cluster.adminOptions() });
       const jsm = await nc.jetstreamManager({ timeout: 1000 });
       for (const stream of [regionStreamName(region.name), aggregateStreamName(region.name)]) {
         const si = await jsm.streams.info(stream);
@@ -129,7 +129,8 @@ describe('replication across three regions (shared supercluster)', () => {
 
   beforeAll(async () => {
     const t0 = performance.now();
-    sc = await startSupercluster({ regions: REGIONS });
+    // With its nodes: the servers require credentials and every node has its own permissions.
+    sc = await startSupercluster({ regions: REGIONS, nodes: NODES });
     figure('supercluster start', `${Math.round(performance.now() - t0)} ms`);
     fleet = await Fleet.start({ cluster: sc, nodes: NODES, rules: RULES });
     await warmUp(fleet, 'warm:shared');
@@ -317,7 +318,7 @@ describe('replication across three regions (shared supercluster)', () => {
     const before = await Promise.all(fleet.nodes.map((n) => status(n.url)));
     // Publish a copy of every stored delta to its subject, without a msg id: JetStream stores
     // it again, the aggregates source it again, and every node receives it a second time.
-    const nc: NatsConnection = await connect({ servers: sc.region('us-east').url });
+    const nc: NatsConnection = await connect({ servers: sc.region('us-east').url, ...sc.adminOptions() });
     const copies = new Map<string, number>(); // subject -> copies
     let total = 0;
     const streamMessages: Record<string, number> = {};
@@ -428,7 +429,7 @@ describe('replication across three regions (shared supercluster)', () => {
 
 /** Starts a fresh supercluster and fleet for a test whose fault would leak into others. */
 async function freshFleet(opts: { gatewayProxies?: boolean } = {}): Promise<{ sc: Supercluster; fleet: Fleet }> {
-  const sc = await startSupercluster({ regions: REGIONS, gatewayProxies: opts.gatewayProxies });
+  const sc = await startSupercluster({ regions: REGIONS, nodes: NODES, gatewayProxies: opts.gatewayProxies });
   try {
     const fleet = await Fleet.start({ cluster: sc, nodes: NODES.map((n) => ({ ...n, durability: 'batch' as const })), rules: RULES });
     try {
@@ -492,7 +493,7 @@ describe('replication across three regions: a region\'s nats-server killed with 
 
     expect(load.outcomes.filter((o) => o.status !== 200), JSON.stringify(summarize(load.outcomes))).toEqual([]);
     expect(byLocal.length).toBeGreaterThan(0);
-    const nc = await connect({ servers: server.url });
+    const nc = await connect({ servers: server.url, ...sc.adminOptions() });
     try {
       const info = await (await nc.jetstreamManager()).streams.info(regionStreamName('us-east'));
       expect(info.state.messages).toBeGreaterThanOrEqual(acked);

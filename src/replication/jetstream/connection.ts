@@ -5,8 +5,11 @@
  */
 import {
   DebugEvents,
+  ErrorCode,
   Events,
+  NatsError,
   connect as natsConnect,
+  nkeyAuthenticator,
   type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
@@ -46,6 +49,33 @@ export interface ConnectionOptions {
   waitOnFirstConnect?: boolean;
   /** Time-out of JetStream API calls and publishes in ms. */
   requestTimeoutMs: number;
+  /** Authenticate as this nkey user (its seed, `SU…`); without it, connect anonymously. */
+  nkeySeed?: string;
+  /** TLS to the server: CA to verify it, and a client certificate when the server asks for one (PEM file paths). */
+  tls?: NatsTlsFiles;
+  /** Prefix of request inboxes (the node's user may subscribe only below its own). */
+  inboxPrefix?: string;
+}
+
+export interface NatsTlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+/** Whether NATS refused the credentials (a reconnect loop cannot fix that). */
+export function isAuthError(err: unknown): boolean {
+  return err instanceof NatsError && (err.code === ErrorCode.AuthorizationViolation || err.code === ErrorCode.AuthenticationExpired);
+}
+
+/** Whether NATS refused an operation the user's permissions do not allow. */
+export function isPermissionError(err: unknown): boolean {
+  return err instanceof NatsError && err.code === ErrorCode.PermissionsViolation;
+}
+
+/** `nats://user:secret@host:4222` → `nats://host:4222`: server URLs as they may be logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1');
 }
 
 export interface ConnectionListener {
@@ -83,9 +113,16 @@ export class NatsLink {
         name: opts.name,
         ...RECONNECT_OPTIONS,
         waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+        ...(opts.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed.trim())) } : {}),
+        ...(opts.tls ? { tls: { ...opts.tls } } : {}),
+        ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
       });
     } catch (err) {
-      throw new ReplicationError('REPLICATION_UNAVAILABLE', `cannot connect to NATS at ${String(opts.servers)}: ${toError(err).message}`, { cause: err });
+      const where = [opts.servers].flat().map(redactUrl).join(',');
+      if (isAuthError(err)) {
+        throw new ReplicationError('REPLICATION_UNAUTHORIZED', `NATS at ${where} refused this node's credentials: ${toError(err).message}`, { cause: err });
+      }
+      throw new ReplicationError('REPLICATION_UNAVAILABLE', `cannot connect to NATS at ${where}: ${toError(err).message}`, { cause: err });
     }
     try {
       const js = nc.jetstream({ timeout: opts.requestTimeoutMs });

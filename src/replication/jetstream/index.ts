@@ -2,12 +2,18 @@
  * The JetStream transport (see ./transport.ts): what the rest of the code imports.
  */
 export { JetStreamTransport, type TransportOptions } from './transport.ts';
-export { NatsLink, RECONNECT_OPTIONS, RESYNC_REQUEST_TIMEOUT_MS, type ConnectionOptions } from './connection.ts';
+export { NatsLink, RECONNECT_OPTIONS, RESYNC_REQUEST_TIMEOUT_MS, isAuthError, isPermissionError, redactUrl, type ConnectionOptions, type NatsTlsFiles } from './connection.ts';
+export { provisionDeployment, type ProvisionOptions, type ProvisionResult } from './admin.ts';
+export { nodeInboxPrefix, nodePermissions, type NodePermissions } from './permissions.ts';
 export {
   DEFAULT_DUPLICATE_WINDOW_MS,
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_MAX_AGE_MS,
   Provisioner,
+  ensureStream,
+  provisionStreams,
+  regionStreamConfigs,
+  type StreamSettings,
   deliverSubject,
   parseAckReply,
   type NamedStreamConfig,

@@ -27,7 +27,10 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from 'nats';
-import { aggregateStreamName, assertNodeId, assertRegionName, durableName, regionStreamName, regionSubjects } from '../subjects.ts';
+import { aggregateStreamName, deliverSubject, durableName, regionStreamName, regionSubjects } from '../subjects.ts';
+
+export { deliverSubject } from '../subjects.ts';
+import { isPermissionError } from './connection.ts';
 import { JS_ERR, ReplicationError, isApiError } from './errors.ts';
 
 /** Default stream `max_age`: 24 h. Must cover the longest rule window plus the longest partition to tolerate. */
@@ -43,17 +46,6 @@ export const DEFAULT_HEARTBEAT_MS = 400;
 
 export type NamedStreamConfig = Partial<StreamConfig> & { name: string };
 
-/**
- * Where node `nodeId`'s push consumer on `stream` delivers: `_limiter.deliver.<region>.<node>.<stream>`.
- * Fixed per node and stream, so a restarted node subscribes where its durable consumer delivers
- * without changing the consumer (which would need the meta quorum). Outside `limiter.d.>`: no
- * stream captures it.
- */
-export function deliverSubject(region: string, nodeId: string, stream: string): string {
-  assertRegionName(region);
-  assertNodeId(nodeId);
-  return `_limiter.deliver.${region}.${nodeId}.${stream}`;
-}
 
 /**
  * Stream, stream sequence and pending count from a delivery's reply subject:
@@ -67,6 +59,112 @@ export function parseAckReply(reply: string | undefined): { stream: string; seq:
   const pending = Number(t[10]);
   if (t.length < 11 || t[0] !== '$JS' || t[1] !== 'ACK' || !Number.isSafeInteger(seq) || seq < 1) return null;
   return { stream: t[4]!, seq, pending: Number.isSafeInteger(pending) && pending >= 0 ? pending : 0 };
+}
+
+/** Retention settings of every stream. */
+export interface StreamSettings {
+  maxAgeMs: number;
+  duplicateWindowMs: number;
+}
+
+/** The stream of one region's nodes, placed in that region's cluster. */
+export function regionStreamConfig(region: string, o: StreamSettings): NamedStreamConfig {
+  return {
+    ...commonStreamConfig(region, o),
+    name: regionStreamName(region),
+    description: `rate limiter deltas of region ${region}`,
+    subjects: [regionSubjects(region)],
+  };
+}
+
+/** The streams region `region` holds: its own and, with other regions, the aggregate sourcing them. */
+export function regionStreamConfigs(region: string, regions: readonly string[], o: StreamSettings): NamedStreamConfig[] {
+  const others = [...new Set(regions)].filter((r) => r !== region).sort();
+  const out: NamedStreamConfig[] = [regionStreamConfig(region, o)];
+  if (others.length) {
+    out.push({
+      ...commonStreamConfig(region, o),
+      name: aggregateStreamName(region),
+      description: `rate limiter deltas of every region but ${region}, sourced`,
+      sources: others.map((r) => ({ name: regionStreamName(r) })),
+    });
+  }
+  return out;
+}
+
+function commonStreamConfig(region: string, o: StreamSettings): Partial<StreamConfig> {
+  return {
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: 1,
+    max_age: nanos(o.maxAgeMs),
+    duplicate_window: nanos(o.duplicateWindowMs),
+    discard: DiscardPolicy.Old,
+    placement: { cluster: region, tags: [] },
+    // Direct gets: the reader fetches lost deliveries by sequence, also without meta quorum.
+    allow_direct: true,
+  };
+}
+
+/**
+ * Creates or adopts every stream of a deployment of `regions` (each region's own stream first,
+ * then the aggregates, so their sources exist). What the admin user runs (`npm run provision`)
+ * where nodes may not administer streams. Returns what it did per stream.
+ */
+export async function provisionStreams(jsm: JetStreamManager, regions: readonly string[], o: StreamSettings): Promise<Array<{ stream: string; outcome: 'created' | 'updated' | 'unchanged' }>> {
+  const all = [...new Set(regions)].sort();
+  const configs = [...all.map((r) => regionStreamConfig(r, o)), ...all.flatMap((r) => regionStreamConfigs(r, all, o).slice(1))];
+  const out: Array<{ stream: string; outcome: 'created' | 'updated' | 'unchanged' }> = [];
+  for (const cfg of configs) out.push({ stream: cfg.name, outcome: (await ensureStream(jsm, cfg)).outcome });
+  return out;
+}
+
+/**
+ * Creates the stream, or adopts it, updating what can be updated in place. Where the user may
+ * not administer streams (a node's user: ./permissions.ts), a missing stream is
+ * `REPLICATION_NOT_PROVISIONED` and a differing one is adopted as it is (`outcome: 'unchanged'`,
+ * `differs: true`).
+ */
+export async function ensureStream(jsm: JetStreamManager, cfg: NamedStreamConfig): Promise<{ info: StreamInfo; outcome: 'created' | 'updated' | 'unchanged'; differs?: boolean }> {
+  let info: StreamInfo;
+  try {
+    info = await jsm.streams.info(cfg.name);
+  } catch (err) {
+    if (!isApiError(err, JS_ERR.STREAM_NOT_FOUND)) throw err;
+    try {
+      return { info: await jsm.streams.add(cfg), outcome: 'created' };
+    } catch (addErr) {
+      if (isPermissionError(addErr)) {
+        throw new ReplicationError('REPLICATION_NOT_PROVISIONED', `stream ${cfg.name} does not exist and this node's NATS user may not create it: run \`npm run provision\` with the admin user`, { cause: addErr });
+      }
+      // Another node created it between the lookup and the add: check what it created.
+      if (!isApiError(addErr, JS_ERR.STREAM_NAME_IN_USE)) throw addErr;
+      info = await jsm.streams.info(cfg.name);
+    }
+  }
+  const c = info.config;
+  if (c.storage !== cfg.storage || c.retention !== cfg.retention) {
+    throw new ReplicationError(
+      'REPLICATION_CONFLICT',
+      `stream ${cfg.name} exists with storage=${c.storage} retention=${c.retention}; need storage=${cfg.storage} retention=${cfg.retention} (delete it to recreate)`,
+    );
+  }
+  const sorted = (a: string[] | undefined) => JSON.stringify([...(a ?? [])].sort());
+  const differs =
+    sorted(c.subjects) !== sorted(cfg.subjects) ||
+    c.max_age !== cfg.max_age ||
+    c.duplicate_window !== cfg.duplicate_window ||
+    c.discard !== cfg.discard ||
+    c.num_replicas !== cfg.num_replicas ||
+    c.allow_direct !== cfg.allow_direct ||
+    sorted((c.sources ?? []).map((s) => s.name)) !== sorted((cfg.sources ?? []).map((s) => s.name));
+  if (!differs) return { info, outcome: 'unchanged' };
+  try {
+    return { info: await jsm.streams.update(cfg.name, cfg), outcome: 'updated' };
+  } catch (err) {
+    if (isPermissionError(err)) return { info, outcome: 'unchanged', differs: true };
+    throw err;
+  }
 }
 
 export interface ProvisioningOptions {
@@ -107,40 +205,12 @@ export class Provisioner {
 
   /** The stream configurations this node's region needs. */
   streamConfigs(): NamedStreamConfig[] {
-    const out: NamedStreamConfig[] = [this.regionStreamConfig(this.o.region)];
-    if (this.aggregateStream) {
-      out.push({
-        ...this.commonStreamConfig(this.o.region),
-        name: this.aggregateStream,
-        description: `rate limiter deltas of every region but ${this.o.region}, sourced`,
-        sources: this.otherRegions.map((r) => ({ name: regionStreamName(r) })),
-      });
-    }
-    return out;
+    return regionStreamConfigs(this.o.region, this.o.regions, this.o);
   }
 
   /** The stream of one region's nodes, placed in that region's cluster. */
   regionStreamConfig(region: string): NamedStreamConfig {
-    return {
-      ...this.commonStreamConfig(region),
-      name: regionStreamName(region),
-      description: `rate limiter deltas of region ${region}`,
-      subjects: [regionSubjects(region)],
-    };
-  }
-
-  private commonStreamConfig(region: string): Partial<StreamConfig> {
-    return {
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      num_replicas: 1,
-      max_age: nanos(this.o.maxAgeMs),
-      duplicate_window: nanos(this.o.duplicateWindowMs),
-      discard: DiscardPolicy.Old,
-      placement: { cluster: region, tags: [] },
-      // Direct gets: the reader fetches lost deliveries by sequence, also without meta quorum.
-      allow_direct: true,
-    };
+    return regionStreamConfig(region, this.o);
   }
 
   /**
@@ -195,48 +265,20 @@ export class Provisioner {
       } catch (err) {
         if (!isApiError(err, JS_ERR.STREAM_NOT_FOUND)) continue;
         await jsm.streams.add(cfg).catch((e: unknown) => {
-          if (!isApiError(e, JS_ERR.STREAM_NAME_IN_USE)) onFailure(e);
+          // Another node created it, or this node may not (the admin provisions them).
+          if (!isApiError(e, JS_ERR.STREAM_NAME_IN_USE) && !isPermissionError(e)) onFailure(e);
         });
       }
     }
-    for (const cfg of this.streamConfigs()) await this.ensureStream(cfg);
+    for (const cfg of this.streamConfigs()) await this.ensureStream(cfg, onFailure);
     for (const s of this.streams()) await this.ensureConsumer(s);
   }
 
-  /** Creates the stream, or adopts it (updating what can be updated in place). */
-  async ensureStream(cfg: NamedStreamConfig): Promise<StreamInfo> {
-    const jsm = this.jsm();
-    let info: StreamInfo;
-    try {
-      info = await jsm.streams.info(cfg.name);
-    } catch (err) {
-      if (!isApiError(err, JS_ERR.STREAM_NOT_FOUND)) throw err;
-      try {
-        return await jsm.streams.add(cfg);
-      } catch (addErr) {
-        // Another node created it between the lookup and the add: check what it created.
-        if (!isApiError(addErr, JS_ERR.STREAM_NAME_IN_USE)) throw addErr;
-        info = await jsm.streams.info(cfg.name);
-      }
-    }
-    const c = info.config;
-    if (c.storage !== cfg.storage || c.retention !== cfg.retention) {
-      throw new ReplicationError(
-        'REPLICATION_CONFLICT',
-        `stream ${cfg.name} exists with storage=${c.storage} retention=${c.retention}; need storage=${cfg.storage} retention=${cfg.retention} (delete it to recreate)`,
-      );
-    }
-    const sorted = (a: string[] | undefined) => JSON.stringify([...(a ?? [])].sort());
-    const differs =
-      sorted(c.subjects) !== sorted(cfg.subjects) ||
-      c.max_age !== cfg.max_age ||
-      c.duplicate_window !== cfg.duplicate_window ||
-      c.discard !== cfg.discard ||
-      c.num_replicas !== cfg.num_replicas ||
-      c.allow_direct !== cfg.allow_direct ||
-      sorted((c.sources ?? []).map((s) => s.name)) !== sorted((cfg.sources ?? []).map((s) => s.name));
-    if (!differs) return info;
-    return jsm.streams.update(cfg.name, cfg);
+  /** Creates the stream, or adopts it (see {@link ensureStream}); a difference it may not fix is told to `onFailure`. */
+  async ensureStream(cfg: NamedStreamConfig, onFailure?: (err: unknown) => void): Promise<StreamInfo> {
+    const r = await ensureStream(this.jsm(), cfg);
+    if (r.differs) onFailure?.(new Error(`stream ${cfg.name} differs from this node's settings and its NATS user may not update it: run \`npm run provision\``));
+    return r.info;
   }
 
   /** The configuration of one of this node's streams by name. */

@@ -13,7 +13,8 @@ import { EventEmitter } from 'node:events';
 import type { NatsConnection } from 'nats';
 import type { ConsumeOptions, MessageHandler, StreamProgress, Transport, TransportEvents, TransportStatus } from '../port.ts';
 import { assertNodeId, assertRegionName, nodeSubject } from '../subjects.ts';
-import { NatsLink } from './connection.ts';
+import { NatsLink, type NatsTlsFiles } from './connection.ts';
+import { nodeInboxPrefix } from './permissions.ts';
 import { SourceBypass } from './bypass.ts';
 import { StreamReader } from './consumer.ts';
 import { ReplicationError, isTransient, toError, wrapError } from './errors.ts';
@@ -41,6 +42,10 @@ export interface TransportOptions {
   setupTimeoutMs?: number;
   /** Keep trying the first connection instead of failing (default false). */
   waitOnFirstConnect?: boolean;
+  /** Authenticate as this nkey user (the seed, `SU…`); anonymous without it. */
+  nkeySeed?: string;
+  /** TLS to the NATS server (PEM file paths). */
+  tls?: NatsTlsFiles;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -57,7 +62,7 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
   /** Durable consumer name used on both streams. */
   readonly durable: string;
 
-  private readonly opts: Required<Omit<TransportOptions, 'waitOnFirstConnect'>> & { waitOnFirstConnect: boolean };
+  private readonly opts: Required<Omit<TransportOptions, 'waitOnFirstConnect' | 'nkeySeed' | 'tls'>> & Pick<TransportOptions, 'nkeySeed' | 'tls'> & { waitOnFirstConnect: boolean };
   private readonly provisioner: Provisioner;
   private link: NatsLink | undefined;
   private connecting: Promise<void> | undefined;
@@ -90,6 +95,8 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
       requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
       setupTimeoutMs: opts.setupTimeoutMs ?? 30_000,
       waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+      nkeySeed: opts.nkeySeed,
+      tls: opts.tls,
     };
     if (this.opts.duplicateWindowMs > this.opts.maxAgeMs) {
       throw new ReplicationError('REPLICATION_USAGE', `duplicateWindowMs (${this.opts.duplicateWindowMs}) must not exceed maxAgeMs (${this.opts.maxAgeMs})`);
@@ -120,7 +127,15 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
     this.assertOpen();
     if (this.link) return;
     this.connecting ??= NatsLink.open(
-      { servers: this.opts.servers, name: this.opts.name, waitOnFirstConnect: this.opts.waitOnFirstConnect, requestTimeoutMs: this.opts.requestTimeoutMs },
+      {
+        servers: this.opts.servers,
+        name: this.opts.name,
+        waitOnFirstConnect: this.opts.waitOnFirstConnect,
+        requestTimeoutMs: this.opts.requestTimeoutMs,
+        nkeySeed: this.opts.nkeySeed,
+        tls: this.opts.tls,
+        inboxPrefix: nodeInboxPrefix(this.opts.nodeId),
+      },
       {
         disconnect: (server) => this.emit('disconnect', server),
         reconnect: (server) => {
@@ -318,7 +333,9 @@ export class JetStreamTransport extends EventEmitter<TransportEvents> implements
       try {
         return await fn();
       } catch (err) {
-        if (err instanceof ReplicationError || !isTransient(err) || Date.now() > deadline) throw wrapError(what, err);
+        // A missing stream may yet be provisioned by the admin: wait for it like for a quorum.
+        const waitable = isTransient(err) || (err instanceof ReplicationError && err.code === 'REPLICATION_NOT_PROVISIONED');
+        if (!waitable || Date.now() > deadline) throw wrapError(what, err);
         this.fail(toError(err));
         await sleep(Math.min(2000, 100 * 2 ** attempt));
       }
