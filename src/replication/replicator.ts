@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { CodecError, decodeDelta } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
-import { ReplicationError, refusal } from './errors.ts';
+import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
 import type { ReplicatedMessage, Transport } from './port.ts';
@@ -123,7 +123,10 @@ export class Replicator {
       if (!own && !this.peers.has(env.origin) && this.peers.size >= this.maxPeers) {
         throw refusal('REPLICATION_TOO_MANY_PEERS', `batch from new node ${env.origin} while ${this.peers.size} peers are tracked, max ${this.maxPeers}`);
       }
-    } catch (err) {
+    } catch (caught) {
+      // Whatever a batch's bytes make the decoder throw, the same bytes always will: refuse it
+      // for good (never redelivered forever).
+      const err = isRefusal(caught) ? caught : new CodecError('CODEC_MALFORMED', `undecodable batch: ${String(caught)}`, { cause: caught });
       this.stats.refused++;
       const code = err instanceof CodecError || err instanceof ReplicationError ? err.code : 'UNKNOWN';
       this.refusedByCode[code] = (this.refusedByCode[code] ?? 0) + 1;
