@@ -151,7 +151,12 @@ export interface RequestOptions {
 export function request(url: string, path: string, o: RequestOptions = {}): Promise<RawResponse> {
   const u = new URL(url);
   const payload = o.body === undefined ? undefined : Buffer.isBuffer(o.body) ? o.body : Buffer.from(JSON.stringify(o.body));
-  const headers: Record<string, string> = { ...(payload !== undefined && !Buffer.isBuffer(o.body) ? { 'content-type': 'application/json' } : {}), ...o.headers };
+  const headers: Record<string, string> = {
+    ...(payload !== undefined && !Buffer.isBuffer(o.body) ? { 'content-type': 'application/json' } : {}),
+    // Explicit, so a body is framed on every method (Node sends DELETE bodies unframed otherwise).
+    ...(payload !== undefined ? { 'content-length': String(payload.length) } : {}),
+    ...o.headers,
+  };
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(
