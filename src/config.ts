@@ -81,7 +81,7 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
   adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (POST /v1/admin/reset); empty disables them (403).' },
-  apiTokens: { flag: 'api-token', env: 'LIMITER_API_TOKENS', type: 'list', default: '', help: 'Bearer token(s) the check, refund and usage routes require, comma-separated; empty (and no file) leaves them open.' },
+  apiTokens: { flag: 'api-token', env: 'LIMITER_API_TOKENS', type: 'list', default: '', help: 'Bearer token(s) the check, refund, usage and status routes require, comma-separated; empty (and no file) leaves them open.' },
   apiTokensFile: { flag: 'api-tokens-file', env: 'LIMITER_API_TOKENS_FILE', type: 'string', default: '', help: 'File of API tokens, one per line; re-read when it changes and on SIGHUP.' },
   restrictStatus: { flag: 'restrict-status', env: 'LIMITER_RESTRICT_STATUS', type: 'boolean', default: 'false', help: 'Make /v1/status and /v1/usage require the admin token.' },
   trustedProxies: { flag: 'trusted-proxies', env: 'LIMITER_TRUSTED_PROXIES', type: 'list', default: '', help: 'Proxy addresses or CIDRs whose forwarding header is believed, comma-separated; empty: the client IP is the socket peer.' },

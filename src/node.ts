@@ -5,10 +5,12 @@
  * process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
+import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
 import { ConfigError } from './engine/errors.ts';
 import { loadRulesFile } from './engine/rules.ts';
@@ -50,6 +52,8 @@ export interface NodeStatus {
   durability: string;
   flushIntervalMs: number;
   engine: ReturnType<Engine['stats']>;
+  /** Admission ids held for refunds, and how many were forgotten before their window passed (ledger full). */
+  admissions: { held: number; forgottenEarly: number };
   persistence: Persistence['stats'];
   /** Null when the node runs alone (no --nats). */
   replication: Record<string, unknown> | null;
@@ -224,6 +228,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       durability: config.durability,
       flushIntervalMs: config.flushIntervalMs,
       engine: engine.stats(),
+      admissions: { held: admissions.size, forgottenEarly: admissions.forgottenEarly },
       persistence: { ...persistence.stats },
       replication: replicator ? replicator.status() : null,
       overshoot: replicator
@@ -232,15 +237,16 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
+  const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
   const app = buildApp({
     limiter: engine,
+    admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
     bodyLimit: config.bodyLimit,
     maxBatch: config.maxBatch,
     maxMetadataEntries: config.maxMetadataEntries,
     maxMetadataValueBytes: config.maxMetadataValueBytes,
-    maxAdmissions: config.maxAdmissions,
     denyStatus: config.denyStatus,
     readiness,
     commit: () => persistence.commitBarrier(),

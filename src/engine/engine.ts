@@ -365,7 +365,11 @@ export class Engine implements Limiter {
     };
   }
 
-  /** Refund cost the matched rule counted (a request that did not happen). Never refunds more than is counted. */
+  /**
+   * Refund cost the matched rule counted, by key (a primitive for tools and tests: clients
+   * refund one admission by its id, through `refundAdmission`). Never refunds more than this
+   * node counted.
+   */
   refund(req: RefundRequest, now: number): RefundResult {
     const rule = this.matchRule(req.key, req.metadata);
     if (rule === undefined) return { ruleId: null, refunded: 0 };

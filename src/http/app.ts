@@ -26,7 +26,7 @@ import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
-import { installForwardedHeader, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
+import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
 import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
 import { RateLimitHeaders } from './headers.ts';
 import {
@@ -114,9 +114,11 @@ export interface BuildAppOptions {
   forwardedHeader?: ForwardedHeader;
   /** Listener bounds, timeouts and TLS (src/http/server-options.ts). */
   server?: ServerLimits;
-  /** Admission ids remembered at most. Default 200 000. */
+  /** The ledger of admission ids (so the caller can report on it). Default: a new one. */
+  admissions?: AdmissionLedger;
+  /** Admission ids remembered at most, for a new ledger. Default 200 000. */
   maxAdmissions?: number;
-  /** Random part of admission ids. Default crypto.randomUUID. */
+  /** Random part of admission ids, for a new ledger. Default crypto.randomUUID. */
   admissionToken?: () => string;
 }
 
@@ -203,7 +205,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   /** onRequest hooks of the check, refund and usage routes. */
   const apiGuard = api !== undefined && api.required ? { onRequest: api.hook } : {};
   const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
-  const ledger = new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
+  const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
   /** Names an allowed check that counted, for a refund. */
   const admitted = (d: Decision, req: CheckRequest, at: number): Decision => {
     if (d.allowed && d.ruleId !== null) {
@@ -313,7 +315,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     '/v1/check',
     { ...apiGuard, exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
     (req, reply) => {
-      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true, `ip:${req.ip}`);
+      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true, ipKey(req.ip));
       const t = now();
       const d = admitted(limiter.decide(req1, t), req1, t);
       report(d, ROUTE_CHECK_GET, req);

@@ -51,3 +51,12 @@ export function installForwardedHeader(app: FastifyInstance, mode: ForwardedHead
     done();
   });
 }
+
+/**
+ * The key of a client address: `ip:<address>`, with an IPv4-mapped IPv6 address written as IPv4
+ * so a client counts as one key whether the node listens on IPv4 or on "::".
+ */
+export function ipKey(address: string | undefined): string {
+  const a = address ?? 'unknown';
+  return `ip:${/^::ffff:\d{1,3}(\.\d{1,3}){3}$/i.test(a) ? a.slice(7) : a}`;
+}

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BuildAppOptions } from '../../src/http/app.ts';
-import { forwardedFor } from '../../src/http/client-ip.ts';
+import { forwardedFor, ipKey } from '../../src/http/client-ip.ts';
 import { request, serve, type Served } from './helpers.ts';
 
 let s: Served | undefined;
@@ -80,5 +80,14 @@ describe('forwardedFor (RFC 7239)', () => {
     expect(forwardedFor('For="[2001:db8:cafe::17]:4711"')).toEqual(['2001:db8:cafe::17']);
     expect(forwardedFor('for="192.0.2.1:8080", for=unknown, proto=https')).toEqual(['192.0.2.1', 'unknown']);
     expect(forwardedFor('proto=https')).toEqual([]);
+  });
+});
+
+describe('ipKey', () => {
+  it('writes an IPv4-mapped IPv6 address as IPv4, so one client is one key on any listener', () => {
+    expect(ipKey('::ffff:203.0.113.7')).toBe('ip:203.0.113.7');
+    expect(ipKey('203.0.113.7')).toBe('ip:203.0.113.7');
+    expect(ipKey('2001:db8::1')).toBe('ip:2001:db8::1');
+    expect(ipKey(undefined)).toBe('ip:unknown');
   });
 });

@@ -36,6 +36,16 @@ describe('TLS listener', () => {
     expect(r.json()).toMatchObject({ allowed: true, remaining: 2, ruleId: 'all' });
   });
 
+  it('answers admission ids and reports how many it holds in /v1/status', async () => {
+    const d = (await request(node.url, '/v1/check', { body: { key: 'bob' }, ca: certs.caPem })).json<{ admissionId: string }>();
+    expect(d.admissionId).toMatch(/^local-1\./);
+    const st = (await request(node.url, '/v1/status', { ca: certs.caPem })).json<{ admissions: { held: number; forgottenEarly: number } }>();
+    expect(st.admissions.held).toBeGreaterThanOrEqual(1);
+    expect(st.admissions.forgottenEarly).toBe(0);
+    const r = await request(node.url, '/v1/refund', { body: { admissionId: d.admissionId }, ca: certs.caPem });
+    expect(r.json()).toEqual({ ruleId: 'all', refunded: 1 });
+  });
+
   it('a client that does not trust the certificate cannot connect', async () => {
     await expect(request(node.url, '/v1/check', { body: { key: 'alice' } })).rejects.toThrow(/certificate/i);
   });
