@@ -40,7 +40,6 @@ import {
   decisionSchema,
   errorBodySchema,
   healthSchema,
-  parseQueryCost,
   readySchema,
   type BatchBody,
   type CheckBody,
@@ -48,6 +47,7 @@ import {
   type InputProblem,
 } from './schemas.ts';
 import { applyServerLimits, fastifyServerOptions, resolveServerLimits, type ServerLimits } from './server-options.ts';
+import { parseCheckQuery } from './query.ts';
 import { installStrictUtf8, parseQueryStrict } from './utf8.ts';
 
 /** What /readyz reports. `degraded` nodes still serve (200) but say so. */
@@ -354,47 +354,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   if (opts.extraRoutes) opts.extraRoutes(app);
   return app;
-}
-
-/** Parses `key`, `cost` and `m.<name>` query parameters with the same codes as the body routes. */
-function parseCheckQuery(
-  q: Record<string, string | string[] | undefined>,
-  limits: InputLimits,
-  allowCost: boolean,
-  defaultKey?: string,
-): { key: string; cost: number; metadata?: Record<string, string> } {
-  let key: unknown;
-  let costRaw: unknown;
-  let metadata: Record<string, string> | undefined;
-  let entries = 0;
-  for (const name in q) {
-    const v = q[name];
-    if (name === 'key') key = v;
-    else if (name === 'cost' && allowCost) costRaw = v;
-    else if (name.startsWith('m.')) {
-      const mdName = name.slice(2);
-      const path = `/metadata/${mdName.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (typeof v !== 'string') throw inputError('METADATA_INVALID', `metadata ${mdName} must be given once`, path);
-      if (mdName.length === 0) throw inputError('METADATA_INVALID', 'metadata names must not be empty', path);
-      if (++entries > limits.maxMetadataEntries) {
-        throw inputError('METADATA_TOO_MANY', `metadata must have at most ${limits.maxMetadataEntries} entries`, '/metadata');
-      }
-      metadata ??= Object.create(null) as Record<string, string>;
-      metadata[mdName] = v;
-    } else {
-      throw inputError('UNKNOWN_FIELD', `unknown query parameter "${name}"`, `/${name}`);
-    }
-  }
-  if (key === undefined) key = defaultKey;
-  const kp = checkKey(key, limits, '/key');
-  if (kp !== null) refuse(kp);
-  if (metadata !== undefined) {
-    const mp = checkMetadataBytes(metadata, limits, '/metadata');
-    if (mp !== null) refuse(mp);
-  }
-  const cost = parseQueryCost(costRaw, limits);
-  if (typeof cost !== 'number') refuse(cost);
-  return metadata === undefined ? { key: key as string, cost } : { key: key as string, cost, metadata };
 }
 
 function round2(x: number): number {
