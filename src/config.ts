@@ -33,12 +33,38 @@ export interface NodeConfig {
   /** Replication streams keep deltas this long (must cover the longest window plus the longest partition tolerated). */
   streamMaxAgeMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Bearer token of the admin routes; empty = admin routes answer 403 ADMIN_DISABLED. */
+  adminToken: string;
+  /** Bearer tokens the check, refund and usage routes accept; none (and no file) = open. */
+  apiTokens: string[];
+  /** File of API tokens, one per line; re-read when it changes and on SIGHUP. */
+  apiTokensFile: string;
+  /** /v1/status and /v1/usage need the admin token. */
+  restrictStatus: boolean;
+  /** Proxies (CIDRs or addresses) whose forwarding header is believed. */
+  trustedProxies: string[];
+  /** Which header the trusted proxies write: X-Forwarded-For or RFC 7239 Forwarded. */
+  forwardedHeader: 'x-forwarded-for' | 'forwarded';
+  /** PEM certificate chain and private key of the HTTPS listener; both empty = plain HTTP. */
+  tlsCert: string;
+  tlsKey: string;
+  bodyLimit: number;
+  maxHeaderSize: number;
+  maxBatch: number;
+  maxMetadataEntries: number;
+  maxMetadataValueBytes: number;
+  maxAdmissions: number;
+  maxConnections: number;
+  connectionTimeoutMs: number;
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
 }
 
 interface OptionDef {
   flag: string;
   env: string;
-  type: 'string' | 'integer' | 'duration' | 'list';
+  type: 'string' | 'integer' | 'duration' | 'list' | 'boolean';
   default?: string;
   help: string;
 }
@@ -64,11 +90,30 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   natsTlsKey: { flag: 'nats-tls-key', env: 'LIMITER_NATS_TLS_KEY', type: 'string', default: '', help: 'Private key (PEM) of --nats-tls-cert.' },
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
+  adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (POST /v1/admin/reset); empty disables them (403).' },
+  apiTokens: { flag: 'api-token', env: 'LIMITER_API_TOKENS', type: 'list', default: '', help: 'Bearer token(s) the check, refund, usage and status routes require, comma-separated; empty (and no file) leaves them open.' },
+  apiTokensFile: { flag: 'api-tokens-file', env: 'LIMITER_API_TOKENS_FILE', type: 'string', default: '', help: 'File of API tokens, one per line; re-read when it changes and on SIGHUP.' },
+  restrictStatus: { flag: 'restrict-status', env: 'LIMITER_RESTRICT_STATUS', type: 'boolean', default: 'false', help: 'Make /v1/status and /v1/usage require the admin token.' },
+  trustedProxies: { flag: 'trusted-proxies', env: 'LIMITER_TRUSTED_PROXIES', type: 'list', default: '', help: 'Proxy addresses or CIDRs whose forwarding header is believed, comma-separated; empty: the client IP is the socket peer.' },
+  forwardedHeader: { flag: 'forwarded-header', env: 'LIMITER_FORWARDED_HEADER', type: 'string', default: 'x-forwarded-for', help: 'Header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).' },
+  tlsCert: { flag: 'tls-cert', env: 'LIMITER_TLS_CERT', type: 'string', default: '', help: 'PEM certificate (chain) of the HTTPS listener; with --tls-key. Empty: plain HTTP.' },
+  tlsKey: { flag: 'tls-key', env: 'LIMITER_TLS_KEY', type: 'string', default: '', help: 'PEM private key of the HTTPS listener.' },
+  bodyLimit: { flag: 'body-limit', env: 'LIMITER_BODY_LIMIT', type: 'integer', default: '65536', help: 'Largest request body, in bytes.' },
+  maxHeaderSize: { flag: 'max-header-size', env: 'LIMITER_MAX_HEADER_SIZE', type: 'integer', default: '16384', help: 'Largest request head (request line and headers), in bytes.' },
+  maxBatch: { flag: 'max-batch', env: 'LIMITER_MAX_BATCH', type: 'integer', default: '1000', help: 'Most checks in one POST /v1/check/batch.' },
+  maxMetadataEntries: { flag: 'max-metadata-entries', env: 'LIMITER_MAX_METADATA_ENTRIES', type: 'integer', default: '16', help: 'Most metadata entries per check.' },
+  maxMetadataValueBytes: { flag: 'max-metadata-value-bytes', env: 'LIMITER_MAX_METADATA_VALUE_BYTES', type: 'integer', default: '256', help: 'Longest metadata value, in UTF-8 bytes.' },
+  maxAdmissions: { flag: 'max-admissions', env: 'LIMITER_MAX_ADMISSIONS', type: 'integer', default: '200000', help: 'Admission ids remembered for refunds; beyond it the oldest are forgotten.' },
+  maxConnections: { flag: 'max-connections', env: 'LIMITER_MAX_CONNECTIONS', type: 'integer', default: '1000', help: 'Most open HTTP connections; more are closed at once (keep it below the open-file limit).' },
+  connectionTimeoutMs: { flag: 'connection-timeout', env: 'LIMITER_CONNECTION_TIMEOUT', type: 'duration', default: '60s', help: 'A socket with no activity for this long is closed.' },
+  requestTimeoutMs: { flag: 'request-timeout', env: 'LIMITER_REQUEST_TIMEOUT', type: 'duration', default: '10s', help: 'Time to receive a whole request (headers and body).' },
+  headersTimeoutMs: { flag: 'headers-timeout', env: 'LIMITER_HEADERS_TIMEOUT', type: 'duration', default: '5s', help: 'Time to receive the request headers (at most --request-timeout).' },
+  keepAliveTimeoutMs: { flag: 'keep-alive-timeout', env: 'LIMITER_KEEP_ALIVE_TIMEOUT', type: 'duration', default: '30s', help: 'An idle keep-alive connection is closed after this long.' },
 };
 
 /** The --help text: every option with its environment variable and default. */
 export function usage(): string {
-  const rows = Object.values(OPTIONS).map((o) => [`--${o.flag} ${o.type === 'list' ? 'A,B' : o.type === 'duration' ? 'DURATION' : o.type === 'integer' ? 'N' : 'VALUE'}`, o.env, o.default === undefined ? '(required)' : o.default === '' ? '(empty)' : o.default, o.help]);
+  const rows = Object.values(OPTIONS).map((o) => [`--${o.flag} ${o.type === 'list' ? 'A,B' : o.type === 'duration' ? 'DURATION' : o.type === 'integer' ? 'N' : o.type === 'boolean' ? 'BOOL' : 'VALUE'}`, o.env, o.default === undefined ? '(required)' : o.default === '' ? '(empty)' : o.default, o.help]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const w2 = Math.max(...rows.map((r) => r[2].length));
@@ -85,7 +130,7 @@ export function usage(): string {
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel'],
+  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs'],
   properties: {
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
     region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
@@ -106,6 +151,26 @@ const SCHEMA = {
     natsTlsKey: { type: 'string' },
     streamMaxAgeMs: { type: 'integer', minimum: 60_000, maximum: 365 * 24 * 3600 * 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    // Tokens: printable ASCII without spaces (what fits a Bearer header), at least 16 characters.
+    adminToken: { anyOf: [{ const: '' }, { type: 'string', pattern: '^[\\x21-\\x7e]{16,4096}$' }] },
+    apiTokens: { type: 'array', items: { type: 'string', pattern: '^[\\x21-\\x7e]{16,4096}$' } },
+    apiTokensFile: { type: 'string' },
+    restrictStatus: { type: 'boolean' },
+    trustedProxies: { type: 'array', items: { type: 'string', pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' } },
+    forwardedHeader: { enum: ['x-forwarded-for', 'forwarded'] },
+    tlsCert: { type: 'string' },
+    tlsKey: { type: 'string' },
+    bodyLimit: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
+    maxHeaderSize: { type: 'integer', minimum: 1024, maximum: 1024 * 1024 },
+    maxBatch: { type: 'integer', minimum: 1, maximum: 100_000 },
+    maxMetadataEntries: { type: 'integer', minimum: 1, maximum: 1024 },
+    maxMetadataValueBytes: { type: 'integer', minimum: 1, maximum: 65_536 },
+    maxAdmissions: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+    maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    connectionTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
+    requestTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
+    headersTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
+    keepAliveTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
   },
 } as const;
 
@@ -149,6 +214,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
         else raw[name] = ms;
         break;
       }
+      case 'boolean': {
+        const t = text.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(t)) raw[name] = true;
+        else if (['false', '0', 'no', 'off', ''].includes(t)) raw[name] = false;
+        else problems.push({ code: 'CONFIG_INVALID', file: source, path: `/${name}`, message: `"${text}" is not a boolean (true/false, yes/no, on/off, 1/0)` });
+        break;
+      }
       case 'list':
         raw[name] = text
           .split(',')
@@ -175,6 +247,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
     }
     else if (!c.regions.includes(c.region)) {
       problems.push({ code: 'CONFIG_INVALID', file: '--regions / LIMITER_REGIONS', path: '/regions', message: `must include this node's region "${c.region}"` });
+    }
+    if ((c.tlsCert === '') !== (c.tlsKey === '')) {
+      problems.push({ code: 'CONFIG_INVALID', file: '--tls-cert / --tls-key', path: c.tlsCert === '' ? '/tlsCert' : '/tlsKey', message: 'TLS needs both a certificate and a key' });
+    }
+    if (c.headersTimeoutMs > c.requestTimeoutMs) {
+      problems.push({ code: 'CONFIG_INVALID', file: '--headers-timeout / LIMITER_HEADERS_TIMEOUT', path: '/headersTimeoutMs', message: 'must not be longer than --request-timeout' });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

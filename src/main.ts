@@ -1,7 +1,7 @@
 /**
  * Entry point: `tsx src/main.ts [--flags]` (see README "Configuration" or src/config.ts).
  * Invalid configuration stops start-up with every problem listed; SIGTERM and SIGINT flush
- * the state store and exit cleanly.
+ * the state store and exit cleanly; SIGHUP re-reads the API tokens file.
  */
 import { loadConfig, usage } from './config.ts';
 import { ConfigError, LimiterError } from './engine/errors.ts';
@@ -29,6 +29,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // SIGHUP re-reads the API tokens file (rotation without a restart).
+  process.on('SIGHUP', () => {
+    node.logger.info('SIGHUP: re-reading the API tokens file');
+    node.reloadApiTokens();
+  });
 }
 
 main().catch((err: unknown) => {

@@ -5,13 +5,16 @@
  * process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
+import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
 import { ConfigError } from './engine/errors.ts';
 import { loadRulesFile } from './engine/rules.ts';
+import { ApiTokens } from './http/api-tokens.ts';
 import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
 import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
@@ -35,6 +38,8 @@ export interface StartNodeOptions {
   resumeTimeoutMs?: number;
   /** An idle node's heartbeat interval (ms, default 1000). */
   heartbeatMs?: number;
+  /** How often the API tokens file is polled for changes (ms, default 1000). */
+  apiTokensPollMs?: number;
 }
 
 /** What GET /v1/status reports. */
@@ -47,6 +52,8 @@ export interface NodeStatus {
   durability: string;
   flushIntervalMs: number;
   engine: ReturnType<Engine['stats']>;
+  /** Admission ids held for refunds, and how many were forgotten before their window passed (ledger full). */
+  admissions: { held: number; forgottenEarly: number };
   persistence: Persistence['stats'];
   /** Null when the node runs alone (no --nats). */
   replication: Record<string, unknown> | null;
@@ -68,6 +75,8 @@ export interface RunningNode {
   readonly replicator: Replicator | undefined;
   readiness(): ReadinessReport;
   status(): NodeStatus;
+  /** Re-read the API tokens file (SIGHUP). Returns whether it was read. */
+  reloadApiTokens(): boolean;
   /** Stop serving, flush everything and close the store. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -78,6 +87,15 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
   const rules = loadRulesFile(config.rules);
   const natsAuth = natsCredentials(config);
+  // Read the secrets before anything is opened: a bad file stops start-up with its code.
+  const tls = config.tlsCert !== '' ? { cert: readPem(config.tlsCert, '--tls-cert'), key: readPem(config.tlsKey, '--tls-key') } : undefined;
+  const apiTokens = new ApiTokens({
+    tokens: config.apiTokens,
+    file: config.apiTokensFile,
+    pollMs: opts.apiTokensPollMs,
+    onReload: (count) => logger.info({ tokens: count }, 'API tokens re-read'),
+    onReloadError: (err) => logger.error({ err }, 'API tokens file could not be re-read; the tokens in force are kept'),
+  });
   const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
   const store = new SqliteStore({ dir: config.data, nodeId: config.nodeId, durability: config.durability });
   const replicating = config.nats.length > 0;
@@ -212,6 +230,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       durability: config.durability,
       flushIntervalMs: config.flushIntervalMs,
       engine: engine.stats(),
+      admissions: { held: admissions.size, forgottenEarly: admissions.forgottenEarly },
       persistence: { ...persistence.stats },
       replication: replicator ? replicator.status() : null,
       overshoot: replicator
@@ -220,16 +239,34 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
+  const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
   const app = buildApp({
     limiter: engine,
+    admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
+    bodyLimit: config.bodyLimit,
+    maxBatch: config.maxBatch,
+    maxMetadataEntries: config.maxMetadataEntries,
+    maxMetadataValueBytes: config.maxMetadataValueBytes,
     denyStatus: config.denyStatus,
     readiness,
     commit: () => persistence.commitBarrier(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
-    extraRoutes: (a) => {
-      a.get('/v1/status', () => status());
+    status: () => status(),
+    adminToken: config.adminToken,
+    apiTokens,
+    restrictStatus: config.restrictStatus,
+    trustedProxies: config.trustedProxies,
+    forwardedHeader: config.forwardedHeader,
+    server: {
+      maxHeaderSize: config.maxHeaderSize,
+      maxConnections: config.maxConnections,
+      connectionTimeoutMs: config.connectionTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+      headersTimeoutMs: config.headersTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      tls,
     },
   });
   try {
@@ -238,16 +275,21 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await cleanup();
     throw err;
   }
+  apiTokens.watch();
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `http://${host}:${port}`;
-  logger.info({ url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl) }, 'listening');
+  const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
+  logger.info(
+    { url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
+    'listening',
+  );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       stopping = true;
+      apiTokens.close();
       await app.close();
       // Ship the last admissions (up to 2 s), then write everything and close.
       await replicator?.stop(2000).catch(() => {});
@@ -258,7 +300,15 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     return closing;
   };
 
-  return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, close };
+  return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file, path: '', message: `${flag}: cannot read: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
+  }
 }
 
 /** The NATS credentials and TLS files of the configuration, read once at start. */

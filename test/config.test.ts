@@ -66,6 +66,46 @@ describe('loadConfig', () => {
     expect(problemsOf(['--rules', 'r.yaml', '--colour', 'blue'])[0]?.message).toMatch(/colour/);
   });
 
+  it('security and listener options: defaults, booleans, lists, and the pairs that must agree', () => {
+    const c = loadConfig(['--rules', 'r.yaml'], {});
+    expect(c).toMatchObject({
+      adminToken: '',
+      apiTokens: [],
+      apiTokensFile: '',
+      restrictStatus: false,
+      trustedProxies: [],
+      forwardedHeader: 'x-forwarded-for',
+      tlsCert: '',
+      tlsKey: '',
+      bodyLimit: 65_536,
+      maxHeaderSize: 16_384,
+      maxBatch: 1000,
+      maxConnections: 1000,
+      maxAdmissions: 200_000,
+      connectionTimeoutMs: 60_000,
+      requestTimeoutMs: 10_000,
+      headersTimeoutMs: 5_000,
+      keepAliveTimeoutMs: 30_000,
+    });
+    const token = 'a-token-of-enough-length';
+    const d = loadConfig(['--rules', 'r.yaml', '--restrict-status', 'yes', '--trusted-proxies', '10.0.0.0/8, 127.0.0.1,::1'], {
+      LIMITER_API_TOKENS: `${token}1,${token}2`,
+      LIMITER_ADMIN_TOKEN: token,
+      LIMITER_REQUEST_TIMEOUT: '2s',
+      LIMITER_HEADERS_TIMEOUT: '1s',
+    });
+    expect(d).toMatchObject({ restrictStatus: true, trustedProxies: ['10.0.0.0/8', '127.0.0.1', '::1'], apiTokens: [`${token}1`, `${token}2`], adminToken: token, requestTimeoutMs: 2000, headersTimeoutMs: 1000 });
+    expect(loadConfig(['--rules', 'r.yaml', '--restrict-status', 'off'], {}).restrictStatus).toBe(false);
+    expect(problemsOf(['--rules', 'r.yaml', '--restrict-status', 'maybe']).map((p) => p.path)).toEqual(['/restrictStatus']);
+    expect(problemsOf(['--rules', 'r.yaml', '--tls-cert', 'c.pem']).map((p) => p.path)).toEqual(['/tlsKey']);
+    expect(problemsOf(['--rules', 'r.yaml', '--headers-timeout', '20s']).map((p) => p.path)).toEqual(['/headersTimeoutMs']);
+    expect(problemsOf(['--rules', 'r.yaml', '--trusted-proxies', 'proxy.example']).map((p) => p.path)).toEqual(['/trustedProxies/0']);
+    // A token too short to be a secret is refused, and the message does not repeat it.
+    const short = problemsOf(['--rules', 'r.yaml', '--admin-token', 'hunter2']);
+    expect(short.map((p) => p.path)).toContain('/adminToken');
+    expect(JSON.stringify(short)).not.toContain('hunter2');
+  });
+
   it('--help names every option with its variable and default, and so does the README', () => {
     const text = usage();
     const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');

@@ -25,8 +25,10 @@ import type {
   Limiter,
   LimitSpec,
   PolicyInfo,
+  AdmissionRecord,
   RefundRequest,
   RefundResult,
+  ResetResult,
   RulesConfig,
 } from './types.ts';
 
@@ -61,12 +63,18 @@ interface CompiledRule {
   readonly policies: readonly PolicyInfo[];
   /** Position in the rules file (ties in priority keep file order). */
   readonly order: number;
+  /** Most live keys per limit of this rule (RuleSpec.maxKeys); Infinity when uncapped. */
+  readonly maxKeys: number;
+  /** Longest window of the rule's limits (ms): how long an admission stays refundable. */
+  readonly longestWindowMs: number;
 }
 
 export interface EngineStats {
   liveKeys: number;
   /** Keys evicted because the key cap was reached. */
   capEvictions: number;
+  /** Checks of new keys denied because their rule held its `maxKeys`. */
+  ruleKeyCapDenials: number;
   /** Keys dropped because every slot had expired. */
   idleEvictions: number;
   /** Remote cells for scopes this node does not know (e.g. during a rules rollout). */
@@ -154,6 +162,7 @@ export class Engine implements Limiter {
   private readonly excess = new Map<ScopeId, { value: number; untilMs: number }>();
   readonly counters = {
     capEvictions: 0,
+    ruleKeyCapDenials: 0,
     idleEvictions: 0,
     unknownScopeCells: 0,
     futureCellsHeld: 0,
@@ -206,6 +215,8 @@ export class Engine implements Limiter {
         limits,
         policies: limits.map((l) => l.policy),
         order,
+        maxKeys: r.maxKeys ?? Infinity,
+        longestWindowMs: Math.max(...r.limits.map((l) => l.windowMs)),
       });
     });
     // Highest priority first; ties keep file order.
@@ -248,11 +259,27 @@ export class Engine implements Limiter {
     const rule = this.matchRule(req.key, req.metadata);
     if (rule === undefined) return NO_RULE;
     const limits = rule.limits;
-    if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now);
+    if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now, rule.maxKeys);
     return this.decideMany(rule, req.key, cost, now);
   }
 
-  private decideOne(ruleId: string, lim: CompiledLimit, key: string, cost: number, now: number): Decision {
+  /** A new key of a rule that holds its `maxKeys`: denied, nothing counted; existing keys keep working. */
+  private keyCapDenied(ruleId: string, lim: CompiledLimit): Decision {
+    this.counters.ruleKeyCapDenials++;
+    return {
+      allowed: false,
+      limit: lim.math.capacity,
+      remaining: 0,
+      resetMs: 0,
+      // Keys leave when their windows have passed without traffic.
+      retryAfterMs: lim.spec.windowMs,
+      ruleId,
+      policy: lim.policy.name,
+      code: 'RULE_KEY_CAP',
+    };
+  }
+
+  private decideOne(ruleId: string, lim: CompiledLimit, key: string, cost: number, now: number, maxKeys = Infinity): Decision {
     const { store, math } = lim;
     const slot = Math.floor(now / math.slotMs);
     let e = store.find(key);
@@ -263,7 +290,10 @@ export class Engine implements Limiter {
     }
     const cap = math.capacity;
     if (usage + cost <= cap) {
-      if (e < 0) e = this.createEntry(lim, key, slot, now);
+      if (e < 0) {
+        if (store.size >= maxKeys) return this.keyCapDenied(ruleId, lim);
+        e = this.createEntry(lim, key, slot, now);
+      }
       store.addOwn(e, slot, cost);
       this.ownChanged.fire();
       if (usage + cost >= cap * URGENT_SHARE) this.noteUrgent(store, key);
@@ -333,6 +363,7 @@ export class Engine implements Limiter {
       }
     }
     if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
+    for (let i = 0; i < n; i++) if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDenied(rule.id, limits[i]);
     let bind = 0;
     let bindRemaining = Infinity;
     for (let i = 0; i < n; i++) {
@@ -362,7 +393,11 @@ export class Engine implements Limiter {
     };
   }
 
-  /** Refund cost the matched rule counted (a request that did not happen). Never refunds more than is counted. */
+  /**
+   * Refund cost the matched rule counted, by key (a primitive for tools and tests: clients
+   * refund one admission by its id, through `refundAdmission`). Never refunds more than this
+   * node counted.
+   */
   refund(req: RefundRequest, now: number): RefundResult {
     const rule = this.matchRule(req.key, req.metadata);
     if (rule === undefined) return { ruleId: null, refunded: 0 };
@@ -376,6 +411,51 @@ export class Engine implements Limiter {
     }
     if (refunded > 0) this.ownChanged.fire();
     return { ruleId: rule.id, refunded };
+  }
+
+  /**
+   * Give back exactly one admission: its cost, in each limit of its rule, from the slot it was
+   * counted in (or older ones of this node's own count), never more than this node counted and
+   * has not refunded. Nothing when the rule or the key is gone.
+   */
+  refundAdmission(a: AdmissionRecord, now: number): RefundResult {
+    const rule = this.rulesById.get(a.ruleId);
+    if (rule === undefined) return { ruleId: a.ruleId, refunded: 0 };
+    let refunded = 0;
+    for (const lim of rule.limits) {
+      const e = lim.store.find(a.key);
+      if (e < 0) continue;
+      const current = Math.floor(now / lim.math.slotMs);
+      const slot = Math.floor(a.at / lim.math.slotMs);
+      if (slot <= current - lim.store.ringSlots) continue;
+      lim.store.advance(e, current);
+      refunded = Math.max(refunded, lim.store.refundOwn(e, slot, a.cost));
+    }
+    if (refunded > 0) this.ownChanged.fire();
+    return { ruleId: rule.id, refunded };
+  }
+
+  /**
+   * Admin reset: give back this node's own count of a key in every limit of its rule (what
+   * other nodes admitted is theirs to give back). Returns how much was given back per limit.
+   */
+  resetOwn(req: { key: string; metadata?: Readonly<Record<string, string>> }, now: number): ResetResult {
+    const rule = this.matchRule(req.key, req.metadata);
+    if (rule === undefined) return { ruleId: null, reset: 0, limits: [] };
+    const limits = rule.limits.map((lim) => {
+      const e = lim.store.find(req.key);
+      if (e < 0) return { policy: lim.policy.name, reset: 0 };
+      const slot = Math.floor(now / lim.math.slotMs);
+      lim.store.advance(e, slot);
+      return { policy: lim.policy.name, reset: lim.store.refundOwn(e, slot, Number.MAX_SAFE_INTEGER) };
+    });
+    const reset = Math.max(0, ...limits.map((l) => l.reset));
+    if (reset > 0) this.ownChanged.fire();
+    return { ruleId: rule.id, reset, limits };
+  }
+
+  admissionTtlMs(ruleId: string): number {
+    return this.rulesById.get(ruleId)?.longestWindowMs ?? 0;
   }
 
   policies(ruleId: string | null): readonly PolicyInfo[] {
@@ -574,6 +654,7 @@ export class Engine implements Limiter {
     return {
       liveKeys: this.liveKeys,
       capEvictions: this.counters.capEvictions,
+      ruleKeyCapDenials: this.counters.ruleKeyCapDenials,
       idleEvictions: this.counters.idleEvictions,
       unknownScopeCells: this.counters.unknownScopeCells,
       futureCellsHeld: this.future.length,

@@ -37,6 +37,7 @@ export const RULES_SCHEMA = {
           key: { type: 'string', minLength: 1, maxLength: 512 },
           description: { type: 'string', maxLength: 1000 },
           priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
+          maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
           metadata: {
             type: 'object',
             maxProperties: 16,
@@ -113,6 +114,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
       key: string;
       description?: string;
       priority?: number;
+      maxKeys?: number;
       metadata?: Record<string, string | string[]>;
       limits: { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number }[];
     }[];
@@ -163,6 +165,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     for (const [k, v] of Object.entries(r.metadata ?? {})) metadata[k] = Array.isArray(v) ? [...v] : [v];
     const rule: RuleSpec = { id: r.id, key: r.key, metadata, priority: r.priority ?? 0, limits };
     if (r.description !== undefined) rule.description = r.description;
+    if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
     rules.push(rule);
   });
   if (problems.length > 0) throw new ConfigError(dedupe(problems));

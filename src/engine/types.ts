@@ -39,12 +39,25 @@ export interface Decision {
   ruleId: string | null;
   /** Name of the binding policy (`<ruleId>/<index>`), or null when no rule matched. */
   policy: string | null;
+  /** Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys). */
+  code?: 'RULE_KEY_CAP';
+  /** Names this admission for a refund (set by the HTTP adapter on allowed checks that counted). */
+  admissionId?: string;
 }
 
 export interface RefundResult {
   ruleId: string | null;
   /** Cost actually refunded (never more than was admitted in the live window). */
   refunded: number;
+}
+
+/** What an admin reset gave back: this node's own count of the key in its live windows. */
+export interface ResetResult {
+  ruleId: string | null;
+  /** The largest amount given back over the rule's limits. */
+  reset: number;
+  /** Per limit (policy name): the amount given back. */
+  limits: { policy: string; reset: number }[];
 }
 
 /** One limit of a rule, as written in the rules file (after validation and normalisation). */
@@ -75,6 +88,12 @@ export interface RuleSpec {
   priority: number;
   limits: readonly LimitSpec[];
   description?: string;
+  /**
+   * Most live keys this rule holds on a node (each limit counted separately). At the cap, a
+   * check of a key the rule does not hold yet is denied with `code: "RULE_KEY_CAP"`; keys it
+   * holds keep working. Absent: only the node-wide --max-keys applies.
+   */
+  maxKeys?: number;
 }
 
 export interface RulesConfig {
@@ -93,10 +112,26 @@ export interface PolicyInfo {
 /** Changed cells the adapters drain: own changes for replication, all changes for persistence. */
 export type ChangeSet = SlotEntry[];
 
+/** One admission, as remembered for a refund by id (src/engine/admissions.ts). */
+export interface AdmissionRecord {
+  ruleId: string;
+  key: string;
+  /** When it was counted (ms). */
+  at: number;
+  cost: number;
+}
+
 /** What the HTTP layer needs from the engine. Implemented by `Engine` (src/engine/engine.ts). */
 export interface Limiter {
+  /** This node's id: admission ids name it. */
+  readonly nodeId: string;
   decide(req: CheckRequest, now: number): Decision;
-  refund(req: RefundRequest, now: number): RefundResult;
+  /** Give back exactly one remembered admission (this node's own count, never more than it). */
+  refundAdmission(a: AdmissionRecord, now: number): RefundResult;
+  /** Give back this node's own count of a key in its live windows (admin reset). */
+  resetOwn(req: { key: string; metadata?: Readonly<Record<string, string>> }, now: number): ResetResult;
+  /** How long an admission under a rule stays refundable: its longest window (ms). */
+  admissionTtlMs(ruleId: string): number;
   /** Policies of a rule, for the RateLimit-Policy header (empty for an unknown id or null). */
   policies(ruleId: string | null): readonly PolicyInfo[];
 }

@@ -5,16 +5,28 @@
  * Routes
  *   POST /v1/check        {key, metadata?, cost?}          -> 200 allowed | 429 denied, Decision
  *   POST /v1/check/batch  {checks: [{key, metadata?, cost?}, ...]}  -> 200 {results: Decision[]}
- *   POST /v1/refund       {key, metadata?, cost}           -> 200 RefundResult
+ *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
+ *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
- *   GET  /healthz, GET /readyz
+ *                                                             (no key: keyed by the client IP)
+ *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
+ *   GET  /healthz, GET /readyz (always open)
+ *
+ * An allowed check that counted answers an `admissionId` (src/engine/admissions.ts) that a
+ * refund names. With API tokens configured, the check, refund and usage routes need one.
  *
  * Every refused request is refused before the limiter is called, so nothing is counted for it.
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
+import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { AdmissionLedger } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
-import type { Decision, Limiter } from '../engine/types.ts';
+import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import { registerAdmissionRoutes } from './admission-routes.ts';
+import { adminAuth } from './admin-auth.ts';
+import type { ApiTokens } from './api-tokens.ts';
+import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
 import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
 import { RateLimitHeaders } from './headers.ts';
 import {
@@ -28,16 +40,15 @@ import {
   decisionSchema,
   errorBodySchema,
   healthSchema,
-  parseQueryCost,
   readySchema,
-  refundBodySchema,
-  refundResultSchema,
   type BatchBody,
   type CheckBody,
   type InputLimits,
   type InputProblem,
-  type RefundBody,
 } from './schemas.ts';
+import { applyServerLimits, fastifyServerOptions, resolveServerLimits, type ServerLimits } from './server-options.ts';
+import { parseCheckQuery } from './query.ts';
+import { installStrictUtf8, parseQueryStrict } from './utf8.ts';
 
 /** What /readyz reports. `degraded` nodes still serve (200) but say so. */
 export interface ReadinessReport {
@@ -87,8 +98,28 @@ export interface BuildAppOptions {
    * Read-only usage of a key (GET /v1/usage): counts nothing. Absent: the route is not served.
    */
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
-  /** Registers more routes (admin, metrics) on the same instance. */
+  /** What GET /v1/status answers. Absent: the route is not served. */
+  status?: () => unknown;
+  /** Registers more routes (metrics) on the same instance. */
   extraRoutes?: (app: FastifyInstance) => void;
+  /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
+  adminToken?: string;
+  /** API tokens the check, refund and usage routes need (when it requires any). */
+  apiTokens?: ApiTokens;
+  /** /v1/status and /v1/usage need the admin token. Default false. */
+  restrictStatus?: boolean;
+  /** Proxies (addresses or CIDRs) whose forwarding header is believed. Default none. */
+  trustedProxies?: readonly string[];
+  /** Which header those proxies write. Default x-forwarded-for. */
+  forwardedHeader?: ForwardedHeader;
+  /** Listener bounds, timeouts and TLS (src/http/server-options.ts). */
+  server?: ServerLimits;
+  /** The ledger of admission ids (so the caller can report on it). Default: a new one. */
+  admissions?: AdmissionLedger;
+  /** Admission ids remembered at most, for a new ledger. Default 200 000. */
+  maxAdmissions?: number;
+  /** Random part of admission ids, for a new ledger. Default crypto.randomUUID. */
+  admissionToken?: () => string;
 }
 
 /** What GET /v1/usage answers: the rule a key matches and its usage under every limit. */
@@ -112,8 +143,9 @@ function resolveOptions(opts: BuildAppOptions) {
   const problems: ConfigProblem[] = [];
   const problem = (path: string, message: string) =>
     problems.push({ code: 'CONFIG_INVALID', file: '<buildApp options>', path, message });
-  if (!opts || typeof opts.limiter?.decide !== 'function' || typeof opts.limiter.refund !== 'function' || typeof opts.limiter.policies !== 'function') {
-    problem('/limiter', 'limiter must implement decide, refund and policies');
+  const l = opts?.limiter;
+  if (!l || typeof l.nodeId !== 'string' || typeof l.decide !== 'function' || typeof l.refundAdmission !== 'function' || typeof l.resetOwn !== 'function' || typeof l.admissionTtlMs !== 'function' || typeof l.policies !== 'function') {
+    problem('/limiter', 'limiter must have a nodeId and implement decide, refundAdmission, resetOwn, admissionTtlMs and policies');
   }
   const limits: InputLimits = { ...DEFAULT_LIMITS };
   for (const name of Object.keys(DEFAULT_LIMITS) as (keyof InputLimits)[]) {
@@ -148,6 +180,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   // `loggerInstance`; accept either through the one `logger` option.
   const logger = opts.logger ?? false;
   const isInstance = typeof logger === 'object' && logger !== null && typeof (logger as { child?: unknown }).child === 'function';
+  const serverLimits = resolveServerLimits(opts.server);
   const app = Fastify({
     ...(isInstance
       ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
@@ -155,11 +188,31 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     bodyLimit,
     ajv: { customOptions: { ...AJV_OPTIONS } },
     frameworkErrors,
+    trustProxy: trustProxyOption(opts.trustedProxies),
+    routerOptions: { querystringParser: parseQueryStrict },
+    ...fastifyServerOptions(serverLimits),
   }) as unknown as FastifyInstance;
+  applyServerLimits(app, serverLimits);
 
   // Only JSON bodies: drop the default text/plain parser so it is refused with 415.
   app.removeContentTypeParser('text/plain');
+  installStrictUtf8(app);
+  installForwardedHeader(app, opts.forwardedHeader ?? 'x-forwarded-for', opts.trustedProxies);
   app.setErrorHandler(errorHandler);
+
+  const admin = adminAuth(opts.adminToken);
+  const api = opts.apiTokens;
+  /** onRequest hooks of the check, refund and usage routes. */
+  const apiGuard = api !== undefined && api.required ? { onRequest: api.hook } : {};
+  const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
+  const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
+  /** Names an allowed check that counted, for a refund. */
+  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => {
+    if (d.allowed && d.ruleId !== null) {
+      d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
+    }
+    return d;
+  };
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
   const methodsByPath = new Map<string, string[]>();
@@ -210,16 +263,17 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     return afterCommit(reply, true, () => reply.send(d));
   };
 
-  const errorResponses = { 400: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
+  const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
 
   app.post(
     '/v1/check',
-    { schema: { body: checkBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
+    { ...apiGuard, schema: { body: checkBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
     (req, reply) => {
       const body = req.body as CheckBody;
       const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
       if (p !== null) refuse(p);
-      const d = limiter.decide(body, now());
+      const t = now();
+      const d = admitted(limiter.decide(body, t), body, t);
       report(d, ROUTE_CHECK, req);
       return sendDecision(reply, d, 429);
     },
@@ -227,7 +281,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   app.post(
     '/v1/check/batch',
-    { schema: { body: batchBodySchema(limits), response: { 200: batchResultSchema, ...errorResponses } } },
+    { ...apiGuard, schema: { body: batchBodySchema(limits), response: { 200: batchResultSchema, ...errorResponses } } },
     (req, reply) => {
       const checks = (req.body as BatchBody).checks;
       // Validate every entry before counting any.
@@ -242,7 +296,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       const results: Decision[] = new Array(checks.length);
       let counted = false;
       for (let i = 0; i < checks.length; i++) {
-        const d = limiter.decide(checks[i], t);
+        const d = admitted(limiter.decide(checks[i], t), checks[i], t);
         results[i] = d;
         if (d.allowed && d.ruleId !== null) counted = true;
         report(d, ROUTE_BATCH, req);
@@ -251,27 +305,19 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     },
   );
 
-  app.post(
-    '/v1/refund',
-    { schema: { body: refundBodySchema(limits), response: { 200: refundResultSchema, ...errorResponses } } },
-    (req, reply) => {
-      const body = req.body as RefundBody;
-      const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
-      if (p !== null) refuse(p);
-      const result = limiter.refund(body, now());
-      return afterCommit(reply, result.refunded > 0, () => reply.send(result));
-    },
-  );
+  registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: { onRequest: admin.hook }, afterCommit, errorResponses });
 
   // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query
   // strings are strings, so the checks are by hand (with the same codes as the body routes).
-  // HEAD is not exposed: it would count.
+  // HEAD is not exposed: it would count. Without `key`, the key is `ip:<client IP>`
+  // (src/http/client-ip.ts: the socket peer, or through trusted proxies only).
   app.get(
     '/v1/check',
-    { exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
+    { ...apiGuard, exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
     (req, reply) => {
-      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true);
-      const d = limiter.decide(req1, now());
+      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true, ipKey(req.ip));
+      const t = now();
+      const d = admitted(limiter.decide(req1, t), req1, t);
       report(d, ROUTE_CHECK_GET, req);
       return sendDecision(reply, d, denyStatus);
     },
@@ -279,11 +325,16 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   if (opts.inspect !== undefined) {
     const inspect = opts.inspect;
-    app.get('/v1/usage', { exposeHeadRoute: false }, (req) => {
+    app.get('/v1/usage', { ...statusGuard, exposeHeadRoute: false }, (req) => {
       const q = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, false);
       const r = inspect(q.key, q.metadata, now());
       return { key: q.key, ruleId: r.ruleId, limits: r.limits.map((l) => ({ policy: l.policy, usage: round2(l.usage), limit: l.capacity })) };
     });
+  }
+
+  if (opts.status !== undefined) {
+    const status = opts.status;
+    app.get('/v1/status', { ...statusGuard }, () => status());
   }
 
   app.get('/healthz', { schema: { response: { 200: healthSchema } } }, (_req, reply) => reply.send({ status: 'ok' }));
@@ -303,41 +354,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   if (opts.extraRoutes) opts.extraRoutes(app);
   return app;
-}
-
-/** Parses `key`, `cost` and `m.<name>` query parameters with the same codes as the body routes. */
-function parseCheckQuery(q: Record<string, string | string[] | undefined>, limits: InputLimits, allowCost: boolean): { key: string; cost: number; metadata?: Record<string, string> } {
-  let key: unknown;
-  let costRaw: unknown;
-  let metadata: Record<string, string> | undefined;
-  let entries = 0;
-  for (const name in q) {
-    const v = q[name];
-    if (name === 'key') key = v;
-    else if (name === 'cost' && allowCost) costRaw = v;
-    else if (name.startsWith('m.')) {
-      const mdName = name.slice(2);
-      const path = `/metadata/${mdName.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (typeof v !== 'string') throw inputError('METADATA_INVALID', `metadata ${mdName} must be given once`, path);
-      if (mdName.length === 0) throw inputError('METADATA_INVALID', 'metadata names must not be empty', path);
-      if (++entries > limits.maxMetadataEntries) {
-        throw inputError('METADATA_TOO_MANY', `metadata must have at most ${limits.maxMetadataEntries} entries`, '/metadata');
-      }
-      metadata ??= Object.create(null) as Record<string, string>;
-      metadata[mdName] = v;
-    } else {
-      throw inputError('UNKNOWN_FIELD', `unknown query parameter "${name}"`, `/${name}`);
-    }
-  }
-  const kp = checkKey(key, limits, '/key');
-  if (kp !== null) refuse(kp);
-  if (metadata !== undefined) {
-    const mp = checkMetadataBytes(metadata, limits, '/metadata');
-    if (mp !== null) refuse(mp);
-  }
-  const cost = parseQueryCost(costRaw, limits);
-  if (typeof cost !== 'number') refuse(cost);
-  return metadata === undefined ? { key: key as string, cost } : { key: key as string, cost, metadata };
 }
 
 function round2(x: number): number {

@@ -21,6 +21,17 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   BATCH_INVALID: 400,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  INVALID_UTF8: 400,
+  ADMISSION_ID_MISSING: 400,
+  ADMISSION_ID_INVALID: 400,
+  ADMISSION_UNKNOWN: 404,
+  ADMISSION_EXPIRED: 410,
+  ADMISSION_ALREADY_REFUNDED: 409,
+  ADMISSION_OTHER_NODE: 421,
+  RULE_KEY_CAP: 429,
+  API_UNAUTHORIZED: 401,
+  ADMIN_UNAUTHORIZED: 401,
+  ADMIN_DISABLED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   CONFIG_INVALID: 400,
@@ -101,6 +112,7 @@ export function fromValidation(errors: readonly AjvErrorLike[], context: string 
     if (name === 'key') return { error: 'KEY_MISSING', message: 'key is required', path };
     if (name === 'cost') return { error: 'COST_INVALID', message: 'cost is required', path };
     if (name === 'checks') return { error: 'BATCH_INVALID', message: 'checks is required', path };
+    if (name === 'admissionId') return { error: 'ADMISSION_ID_MISSING', message: 'admissionId is required: the id a check answered', path };
     return { error: 'INVALID_BODY', message: `${name} is required`, path };
   }
 
@@ -132,6 +144,9 @@ export function fromValidation(errors: readonly AjvErrorLike[], context: string 
   }
   if (field === 'cost' && atLeaf) {
     return { error: 'COST_INVALID', message: `cost ${e.message ?? 'must be a positive integer'}`, path: base };
+  }
+  if (field === 'admissionId' && atLeaf) {
+    return { error: 'ADMISSION_ID_INVALID', message: `admissionId ${e.message ?? 'is invalid'}`, path: base };
   }
   if (field === 'checks' && atLeaf) {
     return { error: 'BATCH_INVALID', message: `checks ${e.message ?? 'is invalid'}`, path: base };

@@ -61,15 +61,14 @@ export function checkBodySchema(l: InputLimits) {
   );
 }
 
-export function refundBodySchema(l: InputLimits) {
-  return Type.Object(
-    {
-      key: keySchema(l),
-      metadata: Type.Optional(metadataSchema(l)),
-      cost: costSchema(l),
-    },
-    { additionalProperties: false },
-  );
+/** A refund names the admission it gives back (src/engine/admissions.ts). */
+export function refundBodySchema() {
+  return Type.Object({ admissionId: Type.String({ minLength: 1, maxLength: 160 }) }, { additionalProperties: false });
+}
+
+/** Admin reset: a key (and the metadata that selects its rule). */
+export function resetBodySchema(l: InputLimits) {
+  return Type.Object({ key: keySchema(l), metadata: Type.Optional(metadataSchema(l)) }, { additionalProperties: false });
 }
 
 export function batchBodySchema(l: InputLimits) {
@@ -83,6 +82,7 @@ export function batchBodySchema(l: InputLimits) {
 
 export type CheckBody = Static<ReturnType<typeof checkBodySchema>>;
 export type RefundBody = Static<ReturnType<typeof refundBodySchema>>;
+export type ResetBody = Static<ReturnType<typeof resetBodySchema>>;
 export type BatchBody = Static<ReturnType<typeof batchBodySchema>>;
 
 const NullableString = Type.Union([Type.String(), Type.Null()]);
@@ -96,6 +96,8 @@ export const decisionSchema = Type.Object({
   retryAfterMs: Type.Number(),
   ruleId: NullableString,
   policy: NullableString,
+  code: Type.Optional(Type.String()),
+  admissionId: Type.Optional(Type.String()),
 });
 
 export const batchResultSchema = Type.Object({ results: Type.Array(decisionSchema) });
@@ -103,6 +105,13 @@ export const batchResultSchema = Type.Object({ results: Type.Array(decisionSchem
 export const refundResultSchema = Type.Object({
   ruleId: NullableString,
   refunded: Type.Number(),
+});
+
+export const resetResultSchema = Type.Object({
+  key: Type.String(),
+  ruleId: NullableString,
+  reset: Type.Number(),
+  limits: Type.Array(Type.Object({ policy: Type.String(), reset: Type.Number() })),
 });
 
 export const errorBodySchema = Type.Object({

@@ -67,3 +67,18 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** `check` for async properties (fc.asyncProperty): same parameters and replay line. */
+export async function checkAsync<Ts extends [unknown, ...unknown[]]>(
+  property: fc.IAsyncProperty<Ts>,
+  overrides: fc.Parameters<Ts> = {},
+): Promise<void> {
+  const params = fcParams<Ts>(overrides);
+  const details = await fc.check(property, params);
+  if (details.failed) {
+    const replay = `FC_SEED=${details.seed}` + (details.counterexamplePath ? ` FC_PATH="${details.counterexamplePath}"` : '');
+    throw new Error(`Property failed; replay with: ${replay}\n${fc.defaultReportMessage(details)}`, {
+      cause: details.errorInstance,
+    });
+  }
+}

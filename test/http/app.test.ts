@@ -2,7 +2,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/engine/errors.ts';
-import type { Decision } from '../../src/engine/types.ts';
+import type { Decision, Limiter } from '../../src/engine/types.ts';
 import { buildApp, type BuildAppOptions } from '../../src/http/app.ts';
 import { makeLimiter, parseSfList } from './helpers.ts';
 
@@ -367,30 +367,37 @@ describe('POST /v1/check/batch', () => {
 
 describe('POST /v1/refund', () => {
   const refund = (payload: unknown) => app.inject({ method: 'POST', url: '/v1/refund', payload: payload as object });
-
-  it('restores remaining', async () => {
-    const key = fresh('k:');
-    for (let i = 0; i < 3; i++) await check({ key });
-    const r = await refund({ key, cost: 2 });
+  /** An allowed check of `key`, and the admission id it answered. */
+  const admit = async (key: string) => {
+    const r = await check({ key });
     expect(r.statusCode).toBe(200);
-    expect(r.json()).toEqual({ ruleId: 'per-key', refunded: 2 });
-    expect(await remainingAfterCheck(key)).toBe(3); // 5 - 3 + 2 - 1
+    return String(decision(r).admissionId);
+  };
+
+  it('gives back the admission it names', async () => {
+    const key = fresh('k:');
+    const ids = [await admit(key), await admit(key), await admit(key)];
+    const r = await refund({ admissionId: ids[1] });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ ruleId: 'per-key', refunded: 1 });
+    expect(await remainingAfterCheck(key)).toBe(2); // 5 - 3 + 1 - 1
   });
 
   it('lets a denied key through again', async () => {
     const key = fresh('k:');
-    for (let i = 0; i < 5; i++) await check({ key });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await admit(key));
     expect((await check({ key })).statusCode).toBe(429);
-    expect((await refund({ key, cost: 1 })).statusCode).toBe(200);
+    expect((await refund({ admissionId: ids[0] })).statusCode).toBe(200);
     expect((await check({ key })).statusCode).toBe(200);
   });
 
   it('refuses bad refunds without counting', async () => {
     const key = fresh('r:');
-    await expectRefused(key, () => refund({ key }), 400, 'COST_INVALID', '/cost');
-    await expectRefused(key, () => refund({ key, cost: 0 }), 400, 'COST_INVALID', '/cost');
-    await expectRefused(key, () => refund({ cost: 1 }), 400, 'KEY_MISSING', '/key');
-    await expectRefused(key, () => refund({ key, cost: 1, x: 1 }), 400, 'UNKNOWN_FIELD', '/x');
+    await expectRefused(key, () => refund({}), 400, 'ADMISSION_ID_MISSING', '/admissionId');
+    await expectRefused(key, () => refund({ key, cost: 1 }), 400, 'ADMISSION_ID_MISSING', '/admissionId');
+    await expectRefused(key, () => refund({ admissionId: 5 }), 400, 'ADMISSION_ID_INVALID', '/admissionId');
+    await expectRefused(key, () => refund({ admissionId: 'x', x: 1 }), 400, 'UNKNOWN_FIELD', '/x');
   });
 });
 
@@ -438,7 +445,6 @@ describe('GET /v1/check', () => {
 
   it('refuses bad query input without counting', async () => {
     const key = fresh('r:');
-    await expectRefused(key, () => get(''), 400, 'KEY_MISSING', '/key');
     await expectRefused(key, () => get('key='), 400, 'KEY_EMPTY', '/key');
     await expectRefused(key, () => get(`key=${key}&key=${key}`), 400, 'KEY_INVALID', '/key');
     await expectRefused(key, () => get(`key=${encodeURIComponent(key + '\u0001')}`), 400, 'KEY_INVALID', '/key');
@@ -543,7 +549,7 @@ describe('routes, health and readiness', () => {
   it('a limiter failure is 500 INTERNAL without leaking the message', async () => {
     const limiter = makeLimiter();
     const a = buildApp({
-      limiter: { ...limiter, policies: limiter.policies.bind(limiter), refund: limiter.refund.bind(limiter), decide: () => { throw new Error('secret'); } },
+      limiter: Object.assign(Object.create(limiter) as Limiter, { decide: () => { throw new Error('secret'); } }),
     });
     try {
       const r = await check({ key: 'k:a' }, a);
@@ -591,7 +597,7 @@ describe('logger option', () => {
     }
     // errors of 500 are logged through the instance
     const broken = makeLimiter();
-    const a = buildApp({ limiter: { decide: () => { throw new Error('boom'); }, refund: broken.refund.bind(broken), policies: broken.policies.bind(broken) }, logger: instance });
+    const a = buildApp({ limiter: Object.assign(Object.create(broken) as Limiter, { decide: () => { throw new Error('boom'); } }), logger: instance });
     try {
       expect((await a.inject({ method: 'POST', url: '/v1/check', payload: { key: 'k:x' } })).statusCode).toBe(500);
       expect(lines.some((l) => l.includes('boom'))).toBe(true);
@@ -641,7 +647,7 @@ describe('commit barrier (sync durability)', () => {
       release();
       expect((await b).statusCode).toBe(200);
 
-      const f = a.inject({ method: 'POST', url: '/v1/refund', payload: { key, cost: 1 } });
+      const f = a.inject({ method: 'POST', url: '/v1/refund', payload: { admissionId: decision(r).admissionId } });
       await barrierCalls(3);
       release();
       expect((await f).json()).toEqual({ ruleId: 'per-key', refunded: 1 });
@@ -677,9 +683,9 @@ describe('commit barrier (sync durability)', () => {
         },
       });
       try {
-        const r2 = await t.inject({ method: 'POST', url: '/v1/refund', payload: { key: fresh('k:'), cost: 1 } });
-        // Nothing was counted for a fresh key, so nothing had to be committed.
-        expect(r2.statusCode).toBe(200);
+        const r2 = await t.inject({ method: 'POST', url: '/v1/refund', payload: { admissionId: `http-test.${(clock + 60_000).toString(36)}.never-issued` } });
+        // A refused refund changed nothing, so nothing had to be committed.
+        expect(r2.json()).toMatchObject({ error: 'ADMISSION_UNKNOWN' });
         const r3 = await check({ key: fresh('k:') }, t);
         expect(r3.statusCode).toBe(503);
       } finally {

@@ -10,7 +10,7 @@ const doc = readFileSync(fileURLToPath(new URL('../../docs/ERRORS.md', import.me
 /** Rows of the table: | `CODE` | status | meaning | */
 const rows = new Map<string, { status: number; meaning: string }>();
 for (const line of doc.split('\n')) {
-  const m = /^\|\s*`([A-Z_]+)`\s*\|\s*(\d{3})\s*\|\s*(.*?)\s*\|\s*$/.exec(line);
+  const m = /^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|\s*(\d{3})\s*\|\s*(.*?)\s*\|\s*$/.exec(line);
   if (m) rows.set(m[1], { status: Number(m[2]), meaning: m[3] });
 }
 const codes = Object.keys(ERROR_CODES) as ErrorCode[];

@@ -28,7 +28,10 @@ describe('structured-field formatting', () => {
   });
 
   it('writes integer r and t (remaining floored and never negative, reset rounded up)', () => {
-    const limiter: Limiter = { decide: () => { throw new Error('unused'); }, refund: () => { throw new Error('unused'); }, policies: () => [] };
+    const unused = () => {
+      throw new Error('unused');
+    };
+    const limiter: Limiter = { nodeId: 'n', decide: unused, refundAdmission: unused, resetOwn: unused, admissionTtlMs: unused, policies: () => [] };
     const h = new RateLimitHeaders(limiter);
     const d: Decision = { allowed: true, limit: 10, remaining: 2.7, resetMs: 1001, retryAfterMs: 0, ruleId: 'x', policy: 'x' };
     expect(h.rateLimitHeader(d)).toBe('"x";r=2;t=2');
