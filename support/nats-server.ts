@@ -71,6 +71,8 @@ export interface NatsServerOptions extends NatsServerHooks {
   env?: Record<string, string>;
   /** Nkey seed the readiness check connects with (a server that requires credentials). */
   clientSeed?: string;
+  /** TLS files the readiness check connects with (a server that requires TLS). */
+  clientTls?: { caFile: string; certFile?: string; keyFile?: string };
 }
 
 const live = new Set<ChildProcess>();
@@ -118,7 +120,7 @@ export async function metaLeaderSeenBy(monitorUrl: string): Promise<string | und
  * all current (as the leader sees them), /healthz says ok and a JetStream API call through a
  * client succeeds.
  */
-export async function jetStreamReady(h: { url: string; monitorUrl: string; clientSeed?: string }, size: number): Promise<boolean> {
+export async function jetStreamReady(h: { url: string; monitorUrl: string; clientSeed?: string; clientTls?: NatsServerOptions['clientTls'] }, size: number): Promise<boolean> {
   const jsz = (await fetchJson(`${h.monitorUrl}/jsz`)) as JszMeta;
   const meta = jsz.meta_cluster;
   if (size > 1) {
@@ -131,7 +133,7 @@ export async function jetStreamReady(h: { url: string; monitorUrl: string; clien
   if (!health.ok) return false;
   let nc: NatsConnection | undefined;
   try {
-    nc = await connect({ servers: h.url, timeout: 1000, reconnect: false, ...(h.clientSeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(h.clientSeed)) } : {}) });
+    nc = await connect({ servers: h.url, timeout: 1000, reconnect: false, ...(h.clientSeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(h.clientSeed)) } : {}), ...(h.clientTls ? { tls: { ...h.clientTls } } : {}) });
     const jsm = await nc.jetstreamManager({ timeout: 1000 });
     await jsm.getAccountInfo();
     return true;
@@ -203,7 +205,7 @@ export class NatsServer implements ServerHandle {
   async waitReady(size: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     await waitFor(`JetStream ready on ${this.name} (${this.url})`, async () => {
       if (!this.running) throw new Error(`${this.name} is not running`);
-      return jetStreamReady({ url: this.url, monitorUrl: this.monitorUrl, clientSeed: this.opts.clientSeed }, size);
+      return jetStreamReady({ url: this.url, monitorUrl: this.monitorUrl, clientSeed: this.opts.clientSeed, clientTls: this.opts.clientTls }, size);
     }, { timeoutMs, intervalMs: 100, describe: () => this.logs(), signal });
   }
 
@@ -243,7 +245,13 @@ export class NatsServer implements ServerHandle {
 }
 
 /** Starts one standalone JetStream server (no cluster) on free ports with a temp store dir. */
-export async function startSingleServer(opts: { readyTimeoutMs?: number } = {}): Promise<ServerHandle & { stopAll(): Promise<void> }> {
+export async function startSingleServer(
+  opts: {
+    readyTimeoutMs?: number;
+    /** Require TLS (and client certificates signed by `caFile`): the server's files and the readiness check's. */
+    tls?: { cert: string; key: string; caFile: string; clientCert: string; clientKey: string };
+  } = {},
+): Promise<ServerHandle & { stopAll(): Promise<void> }> {
   const root = await tempRoot();
   const storeDir = join(root, 'jetstream');
   const [clientPort, monitorPort] = (await freePorts(2)) as [number, number];
@@ -253,7 +261,11 @@ export async function startSingleServer(opts: { readyTimeoutMs?: number } = {}):
     `nats://127.0.0.1:${clientPort}`,
     `http://127.0.0.1:${monitorPort}`,
     storeDir,
-    ['-a', '127.0.0.1', '-p', String(clientPort), '-m', String(monitorPort), '-js', '-sd', storeDir, '-n', 'single'],
+    [
+      ...['-a', '127.0.0.1', '-p', String(clientPort), '-m', String(monitorPort), '-js', '-sd', storeDir, '-n', 'single'],
+      ...(opts.tls ? ['--tlsverify', '--tlscert', opts.tls.cert, '--tlskey', opts.tls.key, '--tlscacert', opts.tls.caFile] : []),
+    ],
+    opts.tls ? { clientTls: { caFile: opts.tls.caFile, certFile: opts.tls.clientCert, keyFile: opts.tls.clientKey } } : {},
   );
   const stopAll = async () => {
     s.markStopped();
