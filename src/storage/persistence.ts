@@ -197,17 +197,17 @@ export class Persistence {
       throw e;
     }
     this.lastError = undefined;
-    if (this.failedInARow > 0) {
-      const failed = this.failedInARow;
-      this.failedInARow = 0;
-      this.o.onRecovered?.(failed);
-    }
     this.positions.clear();
     this.retry.clear();
     this.stats.retryRows = 0;
     this.stats.flushes++;
     this.stats.rowsWritten += cells.length;
     this.stats.lastFlushMs = performance.now() - t0;
+    if (this.failedInARow > 0) {
+      const failed = this.failedInARow;
+      this.failedInARow = 0;
+      this.o.onRecovered?.(failed);
+    }
     barrier?.resolve();
     return cells.length;
   }
