@@ -125,8 +125,10 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       logger.info({ failures, rowsWritten: persistence.stats.rowsWritten }, 'state store writes succeed again; the rows kept in memory are written');
     },
   });
-  // A directory that could not be written at start-up and now can: merge what it holds.
+  // A directory that could not be written at start-up and now can: merge what it holds. Until
+  // then every flush tries it (the store opens it at most once a second), idle or not.
   store.onReopen = (s) => persistence.restore(s);
+  if (!opened.writable) persistence.lastError = store.unavailableError;
   const restored = persistence.restore();
   logger.info({ cells: restored.cells, ms: Math.round(restored.ms), keys: engine.stats().liveKeys }, 'restored live windows');
 

@@ -296,7 +296,14 @@ export class SqliteStore implements StateStore {
   static inspectFile(path: string): string[] {
     const db = new Database(path, { readonly: true, fileMustExist: true });
     try {
-      return checkDatabase(db, false);
+      const problems = checkDatabase(db, false);
+      // A newer version's file is not damaged: refuse it (as opening it would) rather than move it aside.
+      const hasMeta = (db.pragma('table_info(meta)') as unknown[]).length > 0;
+      const v = hasMeta ? (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get() as string | undefined) : undefined;
+      if (v !== undefined && Number(v) > SCHEMA_VERSION) {
+        throw new LimiterError('STORAGE_INCOMPATIBLE', `state store schema version ${v} is not supported (this build reads ${SCHEMA_VERSION})`);
+      }
+      return problems;
     } finally {
       db.close();
     }

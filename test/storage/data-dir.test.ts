@@ -7,6 +7,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlotEntry } from '../../crdt/index.ts';
 import { LimiterError } from '../../src/engine/errors.ts';
@@ -124,6 +125,15 @@ describe('DataDirectory: a damaged database at start-up', () => {
     const { store, report } = open(join(dir, 'data'));
     expect(report).toEqual({ writable: true, hasEarlierState: false, fault: undefined });
     store.close();
+  });
+
+  it('a database of a newer schema version is refused, not moved aside', () => {
+    const dir = populated();
+    const db = new Database(join(dir, DB_FILE));
+    db.exec(`UPDATE meta SET value = '99' WHERE key = 'schema_version'; ALTER TABLE cells ADD COLUMN extra INTEGER`);
+    db.close();
+    expect(() => open(dir)).toThrow(/schema version 99 is not supported/);
+    expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
   });
 
   it("another node's directory is still refused (marker or database), and nothing is moved", () => {
