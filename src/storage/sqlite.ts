@@ -85,6 +85,8 @@ export class SqliteStore implements StateStore {
     positions: Database.Statement;
   };
   private readonly writeTx: (batch: WriteBatch) => void;
+  /** Scope and node ids inserted by the write transaction in progress (forgotten if it fails). */
+  private addedInTx: Array<['scope' | 'node', string, number]> = [];
 
   constructor(opts: SqliteStoreOptions) {
     let opened: Database.Database | undefined;
@@ -212,6 +214,7 @@ export class SqliteStore implements StateStore {
       id = this.stmts.insScope.pluck().get(name) as number;
       this.scopeIds.set(name, id);
       this.scopeNames.set(id, name);
+      this.addedInTx.push(['scope', name, id]);
     }
     return id;
   }
@@ -222,6 +225,7 @@ export class SqliteStore implements StateStore {
       id = this.stmts.insNode.pluck().get(name) as number;
       this.nodeIds.set(name, id);
       this.nodeNames.set(id, name);
+      this.addedInTx.push(['node', name, id]);
     }
     return id;
   }
@@ -244,7 +248,26 @@ export class SqliteStore implements StateStore {
 
   /** Write cells (cell-wise max) and stream positions in one transaction. */
   write(batch: WriteBatch): void {
-    this.guard('write', () => this.writeTx(batch));
+    this.addedInTx = [];
+    try {
+      this.guard('write', () => this.writeTx(batch));
+    } catch (err) {
+      // The transaction was rolled back, the scope and node rows it inserted with it: forget
+      // their ids, or the next write would reference rows that do not exist (its cells then
+      // could not be loaded).
+      for (const [kind, name, id] of this.addedInTx) {
+        if (kind === 'scope') {
+          this.scopeIds.delete(name);
+          this.scopeNames.delete(id);
+        } else {
+          this.nodeIds.delete(name);
+          this.nodeNames.delete(id);
+        }
+      }
+      throw err;
+    } finally {
+      this.addedInTx = [];
+    }
   }
 
   /** Delete cells of slots older than each scope's minimum live slot, and of scopes not listed. Returns rows deleted. */
