@@ -101,6 +101,8 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   }
   let failureLoggedAt = 0;
   let failureLogged = '';
+  /** When the current run of failed writes began (0: writes succeed). */
+  let failingSince = 0;
   let replicator: Replicator | undefined;
   let transport: JetStreamTransport | undefined;
   let replicationStarted = false;
@@ -113,6 +115,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     flushIntervalMs: config.flushIntervalMs,
     now,
     onError: (err) => {
+      if (failingSince === 0) failingSince = now();
       // One line per distinct failure, then one every 10 s while it lasts.
       const at = Date.now();
       if (err.message === failureLogged && at - failureLoggedAt < 10_000) return;
@@ -122,6 +125,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     },
     onRecovered: (failures) => {
       failureLogged = '';
+      failingSince = 0;
       logger.info({ failures, rowsWritten: persistence.stats.rowsWritten }, 'state store writes succeed again; the rows kept in memory are written');
     },
   });
@@ -256,7 +260,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   /** What degrades the node's storage now: a failing write, or counts lost at start-up that nothing rebuilt (until its windows have passed). */
   function storageFault(): StorageFault | undefined {
     const err = persistence.lastError ?? store.unavailableError;
-    if (err !== undefined) return { code: err.code as StorageFault['code'], message: err.message, atMs: now() };
+    if (err !== undefined) return { code: err.code as StorageFault['code'], message: err.message, atMs: failingSince || startupFault?.atMs || now() };
     if (startupFault !== undefined && now() < faultDegradesUntil) {
       return { ...startupFault, message: `${startupFault.message}; started empty (no replication to rebuild from): counts from before are missing until ${new Date(faultDegradesUntil).toISOString()}` };
     }

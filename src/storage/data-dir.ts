@@ -30,7 +30,7 @@ import { DB_FILE, SqliteStore } from './sqlite.ts';
 export const MARKER_FILE = 'node-id';
 
 /** SQLite result codes meaning the file itself is damaged or is not this store's database. */
-const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB', 'SQLITE_NOTADB', 'SQLITE_ERROR', 'SQLITE_FORMAT']);
+const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB', 'SQLITE_NOTADB', 'SQLITE_FORMAT']);
 
 /** A storage problem found at start-up or since, as /readyz and /v1/status report it. */
 export interface StorageFault {
@@ -229,7 +229,14 @@ export class DataDirectory implements StateStore {
     // A file found on disk is checked read-only first: a damaged one is then moved aside
     // exactly as it was found (opening it for writing would migrate or checkpoint into it).
     if (existsSync(this.path) && statSync(this.path).size > 0) {
-      const found = SqliteStore.inspectFile(this.path);
+      let found: string[];
+      try {
+        found = SqliteStore.inspectFile(this.path);
+      } catch (err) {
+        // Reading the schema of a file that is not this store's fails with a plain SQLITE_ERROR.
+        if (codeOf(err) === 'SQLITE_ERROR') throw new CorruptFile(describe(err));
+        throw err;
+      }
       if (found.length > 0) throw new CorruptFile(found.slice(0, 3).join('; '));
     }
     const store = new SqliteStore({ dir: this.o.dir, nodeId: this.o.nodeId, durability: this.o.durability });
