@@ -105,8 +105,10 @@ describe('a full disk while running, replicating node', () => {
     const data = join(fs.dir, 'data');
     let node = await start(nodeId, data, rules);
     await notDegraded(node);
-    for (let i = 0; i < 10; i++) expect((await check(node.url, 'full-before')).status).toBe(200);
-    await waitFor('the first admissions on disk', async () => (await status(node.url)).persistence.rowsWritten > 0);
+    // One check of cost 10: one change, so the next row written is the whole of it.
+    const written = (await status(node.url)).persistence.rowsWritten;
+    expect((await check(node.url, 'full-before', 10)).status).toBe(200);
+    await waitFor('the first admission on disk', async () => (await status(node.url)).persistence.rowsWritten > written);
 
     fs.fill();
     // 50 keys × 10: the database has to grow to hold them, so every write fails.
