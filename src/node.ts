@@ -19,8 +19,9 @@ import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
 import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
+import type { CheckRequest, Limiter } from './engine/types.ts';
+import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
-import { SqliteStore } from './storage/sqlite.ts';
 
 export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
@@ -40,6 +41,8 @@ export interface StartNodeOptions {
   heartbeatMs?: number;
   /** How often the API tokens file is polled for changes (ms, default 1000). */
   apiTokensPollMs?: number;
+  /** At shutdown, how long failed state-store writes are retried before what is unwritten is reported (default 5 s). */
+  shutdownFlushMs?: number;
 }
 
 /** What GET /v1/status reports. */
@@ -55,6 +58,12 @@ export interface NodeStatus {
   /** Admission ids held for refunds, and how many were forgotten before their window passed (ledger full). */
   admissions: { held: number; forgottenEarly: number };
   persistence: Persistence['stats'];
+  /**
+   * The state store's condition: `ok`, `degraded` (writes failing, or state lost at start-up
+   * and not rebuilt) with the coded fault, and the last fault found at start-up (kept for the
+   * record even once it no longer degrades the node).
+   */
+  storage: { state: 'ok' | 'degraded'; writable: boolean; fault: StorageFault | null; startup: StorageFault | null };
   /** Null when the node runs alone (no --nats). */
   replication: Record<string, unknown> | null;
   /**
@@ -68,7 +77,7 @@ export interface RunningNode {
   readonly config: Readonly<NodeConfig>;
   readonly url: string;
   readonly engine: Engine;
-  readonly store: SqliteStore;
+  readonly store: DataDirectory;
   readonly persistence: Persistence;
   readonly app: FastifyInstance;
   readonly logger: Logger;
@@ -97,8 +106,24 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     onReloadError: (err) => logger.error({ err }, 'API tokens file could not be re-read; the tokens in force are kept'),
   });
   const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
-  const store = new SqliteStore({ dir: config.data, nodeId: config.nodeId, durability: config.durability });
   const replicating = config.nats.length > 0;
+  const store = new DataDirectory({ dir: config.data, nodeId: config.nodeId, durability: config.durability, now, log: logger });
+  const opened = store.open();
+  const longestWindowMs = Math.max(0, ...[...engine.allScopes()].map((cl) => cl.spec.windowMs));
+  /** A start-up fault that leaves this node's counts incomplete: until when it degrades the node (a node running alone cannot rebuild them). */
+  const startupFault = opened.fault;
+  let faultDegradesUntil = 0;
+  if (startupFault !== undefined && startupFault.code !== 'STORAGE_UNAVAILABLE' && !replicating) {
+    faultDegradesUntil = now() + longestWindowMs;
+    logger.warn(
+      { code: startupFault.code, movedAside: startupFault.movedAside, degradedUntil: new Date(faultDegradesUntil).toISOString() },
+      'STARTED EMPTY: this node runs alone and its earlier counts are gone; keys may admit up to their full limit again until their windows pass',
+    );
+  }
+  let failureLoggedAt = 0;
+  let failureLogged = '';
+  /** When the current run of failed writes began (0: writes succeed). */
+  let failingSince = 0;
   let replicator: Replicator | undefined;
   let transport: JetStreamTransport | undefined;
   let replicationStarted = false;
@@ -110,22 +135,51 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     durability: config.durability,
     flushIntervalMs: config.flushIntervalMs,
     now,
-    onError: (err) => logger.error({ err, code: err.code }, 'state store write failed; answering from memory and retrying'),
+    onError: (err) => {
+      if (failingSince === 0) failingSince = now();
+      // One line per distinct failure, then one every 10 s while it lasts.
+      const at = Date.now();
+      if (err.message === failureLogged && at - failureLoggedAt < 10_000) return;
+      failureLogged = err.message;
+      failureLoggedAt = at;
+      logger.error({ err, code: err.code, failures: persistence.stats.failures, retryRows: persistence.stats.retryRows }, 'state store write failed; answering from memory and retrying');
+    },
+    onRecovered: (failures) => {
+      failureLogged = '';
+      failingSince = 0;
+      logger.info({ failures, rowsWritten: persistence.stats.rowsWritten }, 'state store writes succeed again; the rows kept in memory are written');
+    },
   });
+  // A directory that could not be written at start-up and now can: merge what it holds. Until
+  // then every flush tries it (the store opens it at most once a second), idle or not.
+  store.onReopen = (s) => persistence.restore(s);
+  if (!opened.writable) persistence.lastError = store.unavailableError;
   const restored = persistence.restore();
   logger.info({ cells: restored.cells, ms: Math.round(restored.ms), keys: engine.stats().liveKeys }, 'restored live windows');
+
+  /** Write what is left, retrying a failing store; say loudly what could not be written. */
+  const finalFlush = async () => {
+    const shutdownFlushMs = opts.shutdownFlushMs ?? 5000;
+    if (await persistence.flushWithin(shutdownFlushMs)) return;
+    const lost = persistence.unwritten();
+    logger.fatal(
+      { code: persistence.lastError?.code, cells: lost.cells, keys: lost.keys, admittedUnits: lost.ownUnits, droppedRows: lost.dropped, retriedMs: shutdownFlushMs, replicating },
+      `NOT WRITTEN: ${lost.cells} cells of ${lost.keys} keys (up to ${lost.ownUnits} units this node admitted) could not be written to the state store; ` +
+        (replicating ? 'what was shipped comes back from the streams at the next start' : 'they are lost (this node runs alone)'),
+    );
+  };
 
   const cleanup = async () => {
     stopping = true;
     await replicator?.stop(0).catch(() => {});
+    await finalFlush();
     persistence.stop();
     store.close();
   };
 
   if (replicating) {
-    const longest = Math.max(0, ...[...engine.allScopes()].map((cl) => cl.spec.windowMs));
-    if (config.streamMaxAgeMs < longest) {
-      logger.warn({ streamMaxAgeMs: config.streamMaxAgeMs, longestWindowMs: longest }, 'stream max age is shorter than the longest window: a rebuild from the streams can undercount');
+    if (config.streamMaxAgeMs < longestWindowMs) {
+      logger.warn({ streamMaxAgeMs: config.streamMaxAgeMs, longestWindowMs }, 'stream max age is shorter than the longest window: a rebuild from the streams can undercount');
     }
     transport = new JetStreamTransport({
       servers: config.nats,
@@ -176,10 +230,15 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       try {
         const caughtUp = await startReplication(opts.rebuildTimeoutMs ?? 120_000);
         if (!caughtUp) throw new ReplicationError('REPLICATION_UNAVAILABLE', 'timed out rebuilding state from the replication streams');
-        persistence.flush();
       } catch (err) {
         await cleanup();
         throw err;
+      }
+      // Written now when the store can be (else kept and retried like any failed write).
+      try {
+        persistence.flush();
+      } catch (err) {
+        logger.error({ err }, 'cannot write the rebuilt state yet; answering from memory and retrying');
       }
     } else {
       const resumeMs = opts.resumeTimeoutMs ?? 5000;
@@ -207,7 +266,8 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const readiness = (): ReadinessReport => {
     const reasons: string[] = [];
     let ready = true;
-    if (persistence.lastError !== undefined) reasons.push(`storage: ${persistence.lastError.message}`);
+    const fault = storageFault();
+    if (fault !== undefined) reasons.push(`storage: ${fault.code}: ${fault.message}`);
     if (transport !== undefined) {
       const t = transport.status();
       if (!replicationStarted) {
@@ -218,6 +278,16 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     }
     return { ready, degraded: reasons.length > 0, reasons };
   };
+
+  /** What degrades the node's storage now: a failing write, or counts lost at start-up that nothing rebuilt (until its windows have passed). */
+  function storageFault(): StorageFault | undefined {
+    const err = persistence.lastError ?? store.unavailableError;
+    if (err !== undefined) return { code: err.code as StorageFault['code'], message: err.message, atMs: failingSince || startupFault?.atMs || now() };
+    if (startupFault !== undefined && now() < faultDegradesUntil) {
+      return { ...startupFault, message: `${startupFault.message}; started empty (no replication to rebuild from): counts from before are missing until ${new Date(faultDegradesUntil).toISOString()}` };
+    }
+    return undefined;
+  }
 
   const status = (): NodeStatus => {
     const at = now();
@@ -232,6 +302,10 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       engine: engine.stats(),
       admissions: { held: admissions.size, forgottenEarly: admissions.forgottenEarly },
       persistence: { ...persistence.stats },
+      storage: (() => {
+        const fault = storageFault();
+        return { state: fault ? 'degraded' : 'ok', writable: store.writable, fault: fault ?? null, startup: startupFault ?? null };
+      })(),
       replication: replicator ? replicator.status() : null,
       overshoot: replicator
         ? replicator.overshoot(at)
@@ -240,8 +314,24 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   };
 
   const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
+  // `sync` durability: an admission whose commit fails is answered 503 and taken back.
+  const limiter: Limiter =
+    config.durability === 'sync'
+      ? {
+          nodeId: engine.nodeId,
+          decide: (req: CheckRequest, at: number) => {
+            const d = engine.decide(req, at);
+            if (d.allowed && d.ruleId !== null) persistence.noteAdmission(() => engine.undoAdmission(req, at));
+            return d;
+          },
+          refundAdmission: (a, at) => engine.refundAdmission(a, at),
+          resetOwn: (req, at) => engine.resetOwn(req, at),
+          admissionTtlMs: (ruleId) => engine.admissionTtlMs(ruleId),
+          policies: (ruleId) => engine.policies(ruleId),
+        }
+      : engine;
   const app = buildApp({
-    limiter: engine,
+    limiter,
     admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
@@ -291,8 +381,10 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       stopping = true;
       apiTokens.close();
       await app.close();
-      // Ship the last admissions (up to 2 s), then write everything and close.
+      // Ship the last admissions (up to 2 s), then write everything (retrying a failing disk
+      // for a while) and close.
       await replicator?.stop(2000).catch(() => {});
+      await finalFlush();
       persistence.stop();
       store.close();
       logger.info('stopped');

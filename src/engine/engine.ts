@@ -458,6 +458,15 @@ export class Engine implements Limiter {
     return this.rulesById.get(ruleId)?.longestWindowMs ?? 0;
   }
 
+  /**
+   * Take back an admission that cannot be answered as admitted (its `sync` commit failed): its
+   * cost is refunded on every limit of its rule, from the slot it was counted in. A refund, not
+   * a decrement, so a peer that already received the admission sees it taken back too.
+   */
+  undoAdmission(req: CheckRequest, decidedAt: number): void {
+    this.refund({ key: req.key, metadata: req.metadata, cost: req.cost ?? 1 }, decidedAt);
+  }
+
   policies(ruleId: string | null): readonly PolicyInfo[] {
     if (ruleId === null) return [];
     return this.rulesById.get(ruleId)?.policies ?? [];

@@ -52,6 +52,9 @@ export const ERROR_CODES = {
   REPLICATION_TOO_MANY_PEERS: 'A replicated batch comes from a new node beyond the number of peers accepted.',
   // Storage and runtime
   STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
+  STORAGE_UNAVAILABLE: 'The data directory cannot be opened for writing (read-only, permissions, full); the node serves from memory and retries.',
+  STORAGE_CORRUPT: 'The database failed its integrity check or could not be read at start-up; it was moved aside and the state rebuilt.',
+  STORAGE_LOST: 'The database was empty or missing although the data directory had held this node\'s state.',
   STORAGE_INCOMPATIBLE: 'The data directory belongs to another node id or an unknown schema version.',
   NOT_READY: 'The node is not ready to serve.',
   INTERNAL: 'An unexpected internal error.',
@@ -95,9 +98,12 @@ export class ConfigError extends LimiterError {
 }
 
 /** The state store failed. The engine keeps answering from memory; the error is counted and logged. */
+/** The storage codes a StorageError can carry. */
+export type StorageErrorCode = 'STORAGE_FAILURE' | 'STORAGE_UNAVAILABLE' | 'STORAGE_CORRUPT' | 'STORAGE_LOST';
+
 export class StorageError extends LimiterError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('STORAGE_FAILURE', message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: StorageErrorCode }) {
+    super(options?.code ?? 'STORAGE_FAILURE', message, options);
     this.name = 'StorageError';
   }
 }

@@ -13,9 +13,11 @@
  * cells, so the stored cells always contain everything up to the stored positions. Shipping
  * is not done here: the replication shipper drains own cells from the engine on its own.
  *
- * A failed write does not crash the node: the rows are kept (bounded) and retried on the next
- * flush, the failure is counted and kept in `lastError`, and in `sync` mode the waiting
- * requests are told.
+ * A failed write does not crash the node: the rows are kept (one per cell, the latest value,
+ * bounded) and retried on the next flush, the failure is counted and kept in `lastError`
+ * (cleared by the next commit), and in `sync` mode the waiting requests are told and their
+ * admissions taken back (`noteAdmission`): a request answered 503 is not counted. At shutdown
+ * `flushWithin` keeps retrying for a bounded time and then says what was not written.
  */
 import type { SlotEntry } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -36,6 +38,8 @@ export interface PersistenceOptions {
   maxRetryRows?: number;
   /** Told of every failed write (logging); the failure is also kept in `lastError`. */
   onError?: (err: StorageError) => void;
+  /** Told when a write succeeds after `failures` failed ones (logging). */
+  onRecovered?: (failures: number) => void;
 }
 
 export interface PersistenceStats {
@@ -51,9 +55,14 @@ export interface PersistenceStats {
 }
 
 export class Persistence {
-  private readonly o: Required<Omit<PersistenceOptions, 'onError'>> & PersistenceOptions;
+  private readonly o: Required<Omit<PersistenceOptions, 'onError' | 'onRecovered'>> & PersistenceOptions;
+  /** Failed writes since the last successful one. */
+  private failedInARow = 0;
   private timers: NodeJS.Timeout[] = [];
-  private retry: SlotEntry[] = [];
+  /** Rows of failed writes, one per cell (the latest value: values only grow). */
+  private retry = new Map<string, SlotEntry>();
+  /** `sync` mode: how to take back each admission counted since the last commit. */
+  private pendingUndo: Array<() => void> = [];
   /** Positions noted since the last commit (kept across failed writes). */
   private positions = new Map<string, number>();
   /** The last write failure, cleared by the next successful commit. */
@@ -77,14 +86,17 @@ export class Persistence {
     this.o = { expireIntervalMs: 10_000, sweepIntervalMs: 1_000, maxRetryRows: 1_000_000, ...opts };
   }
 
-  /** Load every live cell from the store into the engine. */
-  restore(): { cells: number; ms: number } {
+  /**
+   * Load every live cell from the store (default: the persisted one) into the engine, merged
+   * by max with what it holds.
+   */
+  restore(store: StateStore = this.o.store): { cells: number; ms: number } {
     const t0 = performance.now();
     const now = this.o.now();
     const engine = this.o.engine;
     const batch: SlotEntry[] = [];
     let cells = 0;
-    this.o.store.loadCells(
+    store.loadCells(
       (scope, slot) => {
         const cl = engine.scope(scope);
         return cl !== undefined && slot > Math.floor(now / cl.math.slotMs) - cl.store.ringSlots;
@@ -142,6 +154,14 @@ export class Persistence {
     return this.barrier.promise;
   }
 
+  /**
+   * `sync` mode: an admission was counted and will be answered after the next commit; `undo`
+   * takes it back if that commit fails (the request is then answered 503, not admitted).
+   */
+  noteAdmission(undo: () => void): void {
+    this.pendingUndo.push(undo);
+  }
+
   /** The replicator merged a stream's batches up to `seq`: commit that with the next flush. */
   notePosition(stream: string, seq: number): void {
     if (seq > (this.positions.get(stream) ?? 0)) this.positions.set(stream, seq);
@@ -151,9 +171,13 @@ export class Persistence {
   flush(): number {
     const barrier = this.barrier;
     this.barrier = undefined;
+    const undo = this.pendingUndo;
+    this.pendingUndo = [];
     const drained = this.o.engine.drainRows();
-    const cells = this.retry.length > 0 ? this.retry.concat(drained) : drained;
-    if (cells.length === 0 && this.positions.size === 0) {
+    const cells = this.retry.size > 0 ? this.withRetried(drained) : drained;
+    // With nothing to write, a failing store is still tried (an empty write opens a directory
+    // that could not be written), so a quiet node also sees its storage recover.
+    if (cells.length === 0 && this.positions.size === 0 && this.lastError === undefined) {
       barrier?.resolve();
       return 0;
     }
@@ -163,18 +187,27 @@ export class Persistence {
     } catch (err) {
       this.stats.failures++;
       this.keepForRetry(cells);
+      this.failedInARow++;
       const e = err instanceof StorageError ? err : new StorageError(String(err), { cause: err });
       this.lastError = e;
+      // The requests waiting on this commit are answered 503: take their admissions back (a
+      // refund of their own count, so a peer that already received them sees it fall back).
+      for (const u of undo) u();
       barrier?.reject(e);
       throw e;
     }
     this.lastError = undefined;
     this.positions.clear();
-    this.retry = [];
+    this.retry.clear();
     this.stats.retryRows = 0;
     this.stats.flushes++;
     this.stats.rowsWritten += cells.length;
     this.stats.lastFlushMs = performance.now() - t0;
+    if (this.failedInARow > 0) {
+      const failed = this.failedInARow;
+      this.failedInARow = 0;
+      this.o.onRecovered?.(failed);
+    }
     barrier?.resolve();
     return cells.length;
   }
@@ -188,14 +221,59 @@ export class Persistence {
     }
   }
 
+  /** The rows kept from failed writes, updated by the newly drained ones (latest value per cell). */
+  private withRetried(drained: SlotEntry[]): SlotEntry[] {
+    const merged = new Map(this.retry);
+    for (const c of drained) merged.set(cellId(c), c);
+    return [...merged.values()];
+  }
+
   private keepForRetry(cells: SlotEntry[]): void {
-    let kept = cells;
-    if (kept.length > this.o.maxRetryRows) {
-      this.stats.droppedRows += kept.length - this.o.maxRetryRows;
-      kept = kept.slice(kept.length - this.o.maxRetryRows);
+    this.retry.clear();
+    for (const c of cells) this.retry.set(cellId(c), maxCell(this.retry.get(cellId(c)), c));
+    if (this.retry.size > this.o.maxRetryRows) {
+      // Beyond the bound the oldest rows go (counted, and reported at shutdown).
+      let over = this.retry.size - this.o.maxRetryRows;
+      this.stats.droppedRows += over;
+      for (const id of this.retry.keys()) {
+        if (over-- <= 0) break;
+        this.retry.delete(id);
+      }
     }
-    this.retry = kept;
-    this.stats.retryRows = kept.length;
+    this.stats.retryRows = this.retry.size;
+  }
+
+  /** What failed writes left unwritten: cells, keys, and the own count in them (what this node admitted there; an upper bound of what is missing on disk). */
+  unwritten(): { cells: number; keys: number; ownUnits: number; dropped: number } {
+    const pending = this.withRetried(this.o.engine.drainRows());
+    this.keepForRetry(pending);
+    const keys = new Set<string>();
+    let ownUnits = 0;
+    for (const c of pending) {
+      keys.add(`${c.scope}\u0000${c.key}`);
+      if (c.node === this.o.engine.nodeId) ownUnits += c.p - c.n;
+    }
+    return { cells: pending.length, keys: keys.size, ownUnits, dropped: this.stats.droppedRows };
+  }
+
+  /**
+   * Flush, retrying failed writes every `retryEveryMs` for up to `timeoutMs` (shutdown: a disk
+   * that frees up in time loses nothing). Resolves true when everything is written.
+   */
+  async flushWithin(timeoutMs: number, retryEveryMs = 200): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        this.flush();
+        return true;
+      } catch (err) {
+        if (performance.now() + retryEveryMs > deadline) {
+          this.o.onError?.(err as StorageError);
+          return false;
+        }
+      }
+      await new Promise((r) => setTimeout(r, retryEveryMs));
+    }
   }
 
   /** Remove expired slots from the store. */
@@ -209,8 +287,9 @@ export class Persistence {
       this.stats.expiredRows += n;
       return n;
     } catch (err) {
+      // Expiry is maintenance (nothing is lost when it fails; it runs again): counted and
+      // logged, not a degraded state of its own.
       this.stats.failures++;
-      this.lastError = err as StorageError;
       this.o.onError?.(err as StorageError);
       return 0;
     }
@@ -227,4 +306,14 @@ export class Persistence {
     }
     this.closed = true;
   }
+}
+
+function cellId(c: SlotEntry): string {
+  return `${c.scope}\u0000${c.key}\u0000${c.slot}\u0000${c.node}`;
+}
+
+/** Cell-wise max of two values of one cell. */
+function maxCell(a: SlotEntry | undefined, b: SlotEntry): SlotEntry {
+  if (a === undefined || (b.p >= a.p && b.n >= a.n)) return b;
+  return { ...b, p: Math.max(a.p, b.p), n: Math.max(a.n, b.n) };
 }

@@ -204,6 +204,15 @@ export interface StatusBody {
     streams: Record<string, { lastSeq: number; lastAt: number | null; pending: number | null }>;
   };
   overshoot: Array<{ ruleId: string; limit: number; bound: number; model: number; observed: number; nodes: number; ratesPerSecond: Record<string, number>; lagMs: Record<string, number> }>;
+  persistence: { flushes: number; rowsWritten: number; failures: number; retryRows: number; droppedRows: number };
+  storage: { state: 'ok' | 'degraded'; writable: boolean; fault: StorageFaultBody | null; startup: StorageFaultBody | null };
+}
+
+export interface StorageFaultBody {
+  code: string;
+  message: string;
+  atMs: number;
+  movedAside?: string[];
 }
 
 export async function status(url: string): Promise<StatusBody> {

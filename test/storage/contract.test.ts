@@ -1,6 +1,7 @@
 /**
  * The storage ports' contract (src/storage/ports.ts), run against every implementation:
- * SqliteStore on a real file in a temp directory, and MemoryStore. rate-limiter-flexible runs
+ * SqliteStore on a real file in a temp directory, DataDirectory (SqliteStore opened through
+ * the start-up checks of src/storage/data-dir.ts), and MemoryStore. rate-limiter-flexible runs
  * one store contract against each of its stores the same way.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlotEntry } from '../../crdt/index.ts';
 import { StorageError } from '../../src/engine/errors.ts';
+import { DataDirectory } from '../../src/storage/data-dir.ts';
 import { MemoryStore } from '../../src/storage/memory.ts';
 import type { StateStore } from '../../src/storage/ports.ts';
 import { SqliteStore } from '../../src/storage/sqlite.ts';
@@ -27,6 +29,19 @@ const IMPLS: Impl[] = [
       const dir = mkdtempSync(join(tmpdir(), 'limiter-contract-'));
       dirs.push(dir);
       return new SqliteStore({ dir, nodeId: 'n0' });
+    },
+    cleanup: () => {
+      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    },
+  },
+  {
+    name: 'DataDirectory',
+    open: () => {
+      const dir = mkdtempSync(join(tmpdir(), 'limiter-contract-'));
+      dirs.push(dir);
+      const store = new DataDirectory({ dir, nodeId: 'n0', now: Date.now, log: { info: () => {}, warn: () => {}, error: () => {} } });
+      store.open();
+      return store;
     },
     cleanup: () => {
       for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });

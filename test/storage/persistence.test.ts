@@ -87,6 +87,68 @@ describe('persistence under write failures', () => {
     again.store.close();
   });
 
+  it('in sync mode an admission whose commit fails is taken back: usage is what it was before', async () => {
+    const r = rig('sync');
+    r.engine.decide({ key: 'a' }, T0);
+    await r.persistence.commitBarrier();
+    expect(usage(r.engine, 'a')).toBe(1);
+    // Two admissions in one group commit that fails (the node's limiter notes each one).
+    for (let i = 0; i < 2; i++) {
+      const req = { key: 'a', cost: 2 };
+      expect(r.engine.decide(req, T0).allowed).toBe(true);
+      r.persistence.noteAdmission(() => r.engine.undoAdmission(req, T0));
+    }
+    expect(usage(r.engine, 'a')).toBe(5);
+    r.fault.failNext = 1;
+    await expect(r.persistence.commitBarrier()).rejects.toBeInstanceOf(StorageError);
+    expect(usage(r.engine, 'a')).toBe(1);
+    // The next commit writes the taken-back state, and a restart reads it.
+    r.engine.decide({ key: 'b' }, T0);
+    await r.persistence.commitBarrier();
+    r.persistence.stop();
+    r.store.close();
+    const again = rig('sync', r.dir);
+    again.persistence.restore();
+    expect(usage(again.engine, 'a')).toBe(1);
+    again.persistence.stop();
+    again.store.close();
+  });
+
+  it('keeps one row per cell however many flushes fail, and writes the latest values', () => {
+    const r = rig('batch');
+    r.fault.failNext = 50;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 10; i++) r.engine.decide({ key: 'hot' }, T0);
+      expect(() => r.persistence.flush()).toThrow(StorageError);
+    }
+    // One key, one limit, one slot: one row, whatever the number of failed flushes.
+    expect(r.persistence.stats.retryRows).toBe(1);
+    expect(r.persistence.unwritten()).toMatchObject({ cells: 1, keys: 1, ownUnits: 100, dropped: 0 });
+    expect(r.persistence.flush()).toBe(1);
+    r.persistence.stop();
+    r.store.close();
+    const again = rig('batch', r.dir);
+    again.persistence.restore();
+    expect(usage(again.engine, 'hot')).toBe(100);
+    again.persistence.stop();
+    again.store.close();
+  });
+
+  it('flushWithin retries a failing store until it succeeds, and reports false when time runs out', async () => {
+    const r = rig('batch');
+    for (let i = 0; i < 3; i++) r.engine.decide({ key: 'c' }, T0);
+    r.fault.failNext = 3;
+    await expect(r.persistence.flushWithin(5000, 10)).resolves.toBe(true);
+    expect(r.persistence.stats.failures).toBe(3);
+    r.engine.decide({ key: 'c' }, T0);
+    r.fault.failNext = 1000;
+    await expect(r.persistence.flushWithin(100, 10)).resolves.toBe(false);
+    expect(r.persistence.unwritten().ownUnits).toBe(4);
+    r.fault.failNext = 0;
+    r.persistence.stop();
+    r.store.close();
+  });
+
   it('the final flush at stop writes what the timer had not', () => {
     const r = rig('batch');
     r.persistence.start();
