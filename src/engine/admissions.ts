@@ -2,14 +2,14 @@
  * Admission ids: every allowed check that counted something gets an id, remembered for the
  * window of its rule, so that a refund can name exactly the admission it gives back, once.
  *
- * An id reads `<nodeId>.<expiry, base 36 ms>.<token>`; the token is an unguessable random string
+ * An id reads `<nodeId>.<expiry, base 36 ms>.<slot, base 36>-<token>`; the token is an unguessable random string
  * (injected: the engine reads no randomness itself). The node id and expiry in the id only pick
  * the refusal code (another node's id, an expired id); what a refund gives back comes from the
  * remembered entry alone, so a forged id can at most be refused.
  *
  * Memory is bounded: at most `maxEntries` ids are remembered (the oldest is forgotten first),
  * and every id is forgotten when its window has passed. Entries are kept in one FIFO map per
- * time-to-live, so the head of each map is always the next to expire and forgetting is O(1).
+ * time-to-live, so the head of each queue is always the next to expire and forgetting is O(1).
  * Time is a parameter of every call.
  */
 import { LimiterError, type ErrorCode } from './errors.ts';
@@ -17,11 +17,6 @@ import type { AdmissionRecord } from './types.ts';
 
 /** What an admission counted: enough to give exactly it back. */
 export type Admission = AdmissionRecord;
-
-interface Entry extends Admission {
-  expiresAt: number;
-  refunded: boolean;
-}
 
 export interface AdmissionLedgerOptions {
   nodeId: string;
@@ -48,13 +43,34 @@ const MESSAGES: Record<AdmissionRefusal, string> = {
 /** Longest id accepted (node id ≤ 64, expiry ≤ 11, token ≤ 64, two dots). */
 export const MAX_ADMISSION_ID_LENGTH = 160;
 
+/** Slots of one time-to-live in issue order (so in expiry order), consumed from `head`. */
+interface Queue {
+  slots: number[];
+  head: number;
+}
+
+/**
+ * Entries live in fixed slots (parallel arrays, no per-admission object and no Map: the
+ * ledger is on every allowed check's path). An id carries its slot and a random token, so a
+ * lookup is one array read and a token comparison; a freed slot's token is cleared, so an old
+ * id naming a reused slot does not match.
+ */
 export class AdmissionLedger {
   readonly nodeId: string;
   private readonly maxEntries: number;
   private readonly token: () => string;
-  /** Per time-to-live, ids in issue order (so in expiry order). */
-  private readonly byTtl = new Map<number, Map<string, Entry>>();
-  private count = 0;
+  private readonly tokens: (string | null)[];
+  private readonly keys: string[];
+  private readonly ruleIds: string[];
+  private readonly at: Float64Array;
+  private readonly cost: Float64Array;
+  private readonly expiresAt: Float64Array;
+  private readonly refunded: Uint8Array;
+  /** Free slots (a stack). */
+  private readonly free: Int32Array;
+  private freeTop: number;
+  /** Per time-to-live, slots in issue order. */
+  private readonly byTtl = new Map<number, Queue>();
   /** Ids forgotten before their window passed because the ledger was full. */
   forgottenEarly = 0;
 
@@ -62,23 +78,41 @@ export class AdmissionLedger {
     this.nodeId = opts.nodeId;
     this.maxEntries = opts.maxEntries ?? 200_000;
     this.token = opts.token;
+    const n = this.maxEntries;
+    this.tokens = new Array<string | null>(n).fill(null);
+    this.keys = new Array<string>(n).fill('');
+    this.ruleIds = new Array<string>(n).fill('');
+    this.at = new Float64Array(n);
+    this.cost = new Float64Array(n);
+    this.expiresAt = new Float64Array(n);
+    this.refunded = new Uint8Array(n);
+    this.free = new Int32Array(n);
+    for (let i = 0; i < n; i++) this.free[i] = n - 1 - i;
+    this.freeTop = n;
   }
 
   get size(): number {
-    return this.count;
+    return this.maxEntries - this.freeTop;
   }
 
   /** Remember an admission for `ttlMs` from `now` and return its id. */
   issue(a: Admission, ttlMs: number, now: number): string {
     this.expire(now);
-    if (this.count >= this.maxEntries) this.forgetSoonest();
+    if (this.freeTop === 0) this.forgetSoonest();
+    const slot = this.free[--this.freeTop]!;
     const expiresAt = now + ttlMs;
-    const id = `${this.nodeId}.${expiresAt.toString(36)}.${this.token()}`;
-    let fifo = this.byTtl.get(ttlMs);
-    if (fifo === undefined) this.byTtl.set(ttlMs, (fifo = new Map()));
-    fifo.set(id, { ruleId: a.ruleId, key: a.key, at: a.at, cost: a.cost, expiresAt, refunded: false });
-    this.count++;
-    return id;
+    const token = this.token();
+    this.tokens[slot] = token;
+    this.keys[slot] = a.key;
+    this.ruleIds[slot] = a.ruleId;
+    this.at[slot] = a.at;
+    this.cost[slot] = a.cost;
+    this.expiresAt[slot] = expiresAt;
+    this.refunded[slot] = 0;
+    let q = this.byTtl.get(ttlMs);
+    if (q === undefined) this.byTtl.set(ttlMs, (q = { slots: [], head: 0 }));
+    q.slots.push(slot);
+    return `${this.nodeId}.${expiresAt.toString(36)}.${slot.toString(36)}-${token}`;
   }
 
   /**
@@ -90,50 +124,54 @@ export class AdmissionLedger {
       throw new LimiterError(code, MESSAGES[code], { details: { path: '/admissionId' } });
     };
     const parts = id.length <= MAX_ADMISSION_ID_LENGTH ? id.split('.') : [];
-    if (parts.length !== 3 || parts[0] === '' || parts[2] === '' || !/^[0-9a-z]{1,11}$/.test(parts[1])) return refusal('ADMISSION_ID_INVALID');
+    if (parts.length !== 3 || parts[0] === '' || parts[2] === '' || !/^[0-9a-z]{1,11}$/.test(parts[1]!)) return refusal('ADMISSION_ID_INVALID');
     if (parts[0] !== this.nodeId) return refusal('ADMISSION_OTHER_NODE');
-    if (parseInt(parts[1], 36) <= now) return refusal('ADMISSION_EXPIRED');
+    if (parseInt(parts[1]!, 36) <= now) return refusal('ADMISSION_EXPIRED');
     this.expire(now);
-    for (const fifo of this.byTtl.values()) {
-      const e = fifo.get(id);
-      if (e === undefined) continue;
-      if (e.refunded) return refusal('ADMISSION_ALREADY_REFUNDED');
-      e.refunded = true;
-      return { ruleId: e.ruleId, key: e.key, at: e.at, cost: e.cost };
-    }
-    return refusal('ADMISSION_UNKNOWN');
+    const dash = parts[2]!.indexOf('-');
+    const slot = dash > 0 && dash <= 8 ? parseInt(parts[2]!.slice(0, dash), 36) : -1;
+    if (!(slot >= 0 && slot < this.maxEntries) || this.tokens[slot] !== parts[2]!.slice(dash + 1)) return refusal('ADMISSION_UNKNOWN');
+    if (this.refunded[slot] === 1) return refusal('ADMISSION_ALREADY_REFUNDED');
+    this.refunded[slot] = 1;
+    return { ruleId: this.ruleIds[slot]!, key: this.keys[slot]!, at: this.at[slot]!, cost: this.cost[slot]! };
   }
 
   /** Forget every admission whose window has passed. */
   expire(now: number): void {
-    for (const [ttl, fifo] of this.byTtl) {
-      for (const [id, e] of fifo) {
-        if (e.expiresAt > now) break;
-        fifo.delete(id);
-        this.count--;
-      }
-      if (fifo.size === 0) this.byTtl.delete(ttl);
+    for (const [ttl, q] of this.byTtl) {
+      while (q.head < q.slots.length && this.expiresAt[q.slots[q.head]!]! <= now) this.release(q.slots[q.head++]!);
+      if (q.head === q.slots.length) this.byTtl.delete(ttl);
+      else compact(q);
     }
   }
 
   /** The ledger is full: forget the id that would expire first. */
   private forgetSoonest(): void {
-    let best: Map<string, Entry> | undefined;
-    let bestId = '';
+    let best: Queue | undefined;
     let bestAt = Infinity;
-    for (const fifo of this.byTtl.values()) {
-      for (const [id, e] of fifo) {
-        if (e.expiresAt < bestAt) {
-          bestAt = e.expiresAt;
-          best = fifo;
-          bestId = id;
-        }
-        break;
+    for (const q of this.byTtl.values()) {
+      if (q.head < q.slots.length && this.expiresAt[q.slots[q.head]!]! < bestAt) {
+        bestAt = this.expiresAt[q.slots[q.head]!]!;
+        best = q;
       }
     }
     if (best === undefined) return;
-    best.delete(bestId);
-    this.count--;
+    this.release(best.slots[best.head++]!);
+    compact(best);
     this.forgottenEarly++;
+  }
+
+  private release(slot: number): void {
+    this.tokens[slot] = null;
+    this.keys[slot] = '';
+    this.free[this.freeTop++] = slot;
+  }
+}
+
+/** Drops the consumed front of a queue once it is most of it (amortised O(1)). */
+function compact(q: Queue): void {
+  if (q.head > 1024 && q.head * 2 > q.slots.length) {
+    q.slots = q.slots.slice(q.head);
+    q.head = 0;
   }
 }
