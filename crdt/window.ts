@@ -143,6 +143,16 @@ export class SlotWindowStore {
     return this.own[e * R + pos];
   }
 
+  /** This node's own net count (p − n) over the whole ring (every slot the entry holds). */
+  ownSumOf(e: number): number {
+    const R = this.ringSlots;
+    const base = e * R;
+    const ext = (this.flags[e] & F_EXT) !== 0 ? this.exts.get(e)! : undefined;
+    let sum = 0;
+    for (let pos = 0; pos < R; pos++) sum += this.own[base + pos] - (ext ? ext.ownN[pos] : 0);
+    return sum;
+  }
+
   /** Move the entry's head forward to `slot`, dropping cells that leave the ring. No-op if `slot` ≤ head. */
   advance(e: number, slot: number): void {
     const head = this.heads[e];

@@ -30,6 +30,8 @@ export interface NodeConfig {
   natsTlsCa: string;
   natsTlsCert: string;
   natsTlsKey: string;
+  /** A peer silent longer than this makes the node apply its rules' degradation modes (ms). */
+  staleAfterMs: number;
   /** Replication streams keep deltas this long (must cover the longest window plus the longest partition tolerated). */
   streamMaxAgeMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -88,6 +90,7 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   natsTlsCa: { flag: 'nats-tls-ca', env: 'LIMITER_NATS_TLS_CA', type: 'string', default: '', help: 'CA certificate (PEM) that signed the NATS servers\' certificates: connect over TLS and verify them.' },
   natsTlsCert: { flag: 'nats-tls-cert', env: 'LIMITER_NATS_TLS_CERT', type: 'string', default: '', help: 'Client certificate (PEM) for NATS servers that verify clients (with --nats-tls-key).' },
   natsTlsKey: { flag: 'nats-tls-key', env: 'LIMITER_NATS_TLS_KEY', type: 'string', default: '', help: 'Private key (PEM) of --nats-tls-cert.' },
+  staleAfterMs: { flag: 'stale-after', env: 'LIMITER_STALE_AFTER', type: 'duration', default: '2500ms', help: "A peer silent this long (no delta, no heartbeat) makes rules apply their degradation mode (share, open or closed)." },
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
   adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (POST /v1/admin/reset); empty disables them (403).' },
@@ -130,7 +133,7 @@ export function usage(): string {
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs'],
+  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'staleAfterMs', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs'],
   properties: {
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
     region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
@@ -149,6 +152,7 @@ const SCHEMA = {
     natsTlsCa: { type: 'string' },
     natsTlsCert: { type: 'string' },
     natsTlsKey: { type: 'string' },
+    staleAfterMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
     streamMaxAgeMs: { type: 'integer', minimum: 60_000, maximum: 365 * 24 * 3600 * 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     // Tokens: printable ASCII without spaces (what fits a Bearer header), at least 16 characters.

@@ -194,7 +194,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
     transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
     transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, origin: e.origin, err: e.error }, 'refused a replicated batch'));
-    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs });
+    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, modes: { staleAfterMs: config.staleAfterMs } });
     // Cells restored from disk may never have been shipped (a crash before the publish): ship
     // them all again. Peers merge by max, so what they already have changes nothing.
     if (restored.cells > 0) engine.shipAllOwn();
@@ -275,6 +275,8 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
         reasons.push(replicationError !== undefined ? `replication: ${replicationError}` : 'replication: creating streams and consumers');
       } else if (!t.connected) reasons.push('replication: NATS disconnected; answering from local state');
       else if (!replicator!.isCaughtUp) reasons.push('replication: catching up');
+      const d = engine.degraded;
+      if (d !== null) reasons.push(`modes: ${d.reason}; rules apply their degradation mode: ${modesByRule(engine)}`);
     }
     return { ready, degraded: reasons.length > 0, reasons };
   };
@@ -423,4 +425,9 @@ function natsCredentials(config: NodeConfig): Pick<TransportOptions, 'nkeySeed' 
     };
   }
   return out;
+}
+
+/** "api: share, login: closed": each rule's degradation mode, for /readyz. */
+function modesByRule(engine: Engine): string {
+  return engine.rulesConfig.rules.map((r) => `${r.id}: ${r.degraded ?? 'share'}`).join(', ');
 }

@@ -16,6 +16,7 @@ import {
   type ScopeId,
   type SlotEntry,
 } from '../../crdt/index.ts';
+import { degradedDenial, type Degradation } from './degradation.ts';
 import { formatDuration } from './duration.ts';
 import { Signal } from './signal.ts';
 import type {
@@ -30,6 +31,7 @@ import type {
   RefundResult,
   ResetResult,
   RulesConfig,
+  DegradedMode,
 } from './types.ts';
 
 export interface EngineOptions {
@@ -52,6 +54,8 @@ export interface CompiledLimit {
   readonly store: SlotWindowStore;
   readonly math: LimitMath;
   readonly policy: PolicyInfo;
+  /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
+  readonly mode: DegradedMode;
 }
 
 interface CompiledRule {
@@ -75,6 +79,9 @@ export interface EngineStats {
   capEvictions: number;
   /** Checks of new keys denied because their rule held its `maxKeys`. */
   ruleKeyCapDenials: number;
+  /** Checks denied by a rule in `share` mode (this node's share used) or `closed` mode while degraded. */
+  degradedShareDenials: number;
+  degradedClosedDenials: number;
   /** Keys dropped because every slot had expired. */
   idleEvictions: number;
   /** Remote cells for scopes this node does not know (e.g. during a rules rollout). */
@@ -152,6 +159,7 @@ export class Engine implements Limiter {
   private readonly random: () => number;
   private readonly maxFutureSlots: number;
   private liveKeys = 0;
+  private degradation: Degradation | null = null;
   private future: SlotEntry[] = [];
   /** Fired when own cells change (admission, refund): the shipper waits on it. */
   readonly ownChanged = new Signal();
@@ -163,6 +171,8 @@ export class Engine implements Limiter {
   readonly counters = {
     capEvictions: 0,
     ruleKeyCapDenials: 0,
+    degradedShareDenials: 0,
+    degradedClosedDenials: 0,
     idleEvictions: 0,
     unknownScopeCells: 0,
     futureCellsHeld: 0,
@@ -201,7 +211,7 @@ export class Engine implements Limiter {
         const store = existing?.store ?? new SlotWindowStore(scope, geometryOf(params), this.nodes);
         const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
         const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy };
+        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share' };
         next.set(scope, cl);
         return cl;
       });
@@ -264,6 +274,26 @@ export class Engine implements Limiter {
   }
 
   /** A new key of a rule that holds its `maxKeys`: denied, nothing counted; existing keys keep working. */
+  /**
+   * Peers are stale or NATS is unreachable: rules apply their degradation mode with these
+   * shares (src/engine/degradation.ts); null when every peer is fresh again. Set by the
+   * replication room.
+   */
+  setDegradation(d: Degradation | null): void {
+    this.degradation = d;
+  }
+
+  /** The degradation in force, or null. */
+  get degraded(): Degradation | null {
+    return this.degradation;
+  }
+
+  private countDegraded(d: Decision): Decision {
+    if (d.code === 'DEGRADED_CLOSED') this.counters.degradedClosedDenials++;
+    else this.counters.degradedShareDenials++;
+    return d;
+  }
+
   private keyCapDenied(ruleId: string, lim: CompiledLimit): Decision {
     this.counters.ruleKeyCapDenials++;
     return {
@@ -290,6 +320,10 @@ export class Engine implements Limiter {
     }
     const cap = math.capacity;
     if (usage + cost <= cap) {
+      if (this.degradation !== null) {
+        const d = degradedDenial(this.degradation, ruleId, lim, e, cost, usage);
+        if (d !== null) return this.countDegraded(d);
+      }
       if (e < 0) {
         if (store.size >= maxKeys) return this.keyCapDenied(ruleId, lim);
         e = this.createEntry(lim, key, slot, now);
@@ -363,6 +397,12 @@ export class Engine implements Limiter {
       }
     }
     if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
+    if (this.degradation !== null) {
+      for (let i = 0; i < n; i++) {
+        const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
+        if (d !== null) return this.countDegraded(d);
+      }
+    }
     for (let i = 0; i < n; i++) if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDenied(rule.id, limits[i]);
     let bind = 0;
     let bindRemaining = Infinity;
@@ -557,7 +597,7 @@ export class Engine implements Limiter {
    * unknown scopes are counted and skipped; cells ahead of the local clock are held until it
    * catches up. Returns the number of cells that changed state.
    */
-  applyRemote(cells: readonly SlotEntry[], now: number, onAdmitted?: (cl: CompiledLimit, node: string, increase: number) => void): number {
+  applyRemote(cells: readonly SlotEntry[], now: number, onAdmitted?: (cl: CompiledLimit, node: string, increase: number, slot: number) => void): number {
     let changed = 0;
     for (let i = 0; i < cells.length; i++) {
       const c = cells[i];
@@ -584,7 +624,7 @@ export class Engine implements Limiter {
         changed++;
         const increase = cl.store.lastMergeIncreaseP;
         if (increase > 0) {
-          if (onAdmitted !== undefined) onAdmitted(cl, c.node, increase);
+          if (onAdmitted !== undefined) onAdmitted(cl, c.node, increase, c.slot);
           this.noteExcess(cl, e, now);
         }
       }
@@ -664,6 +704,8 @@ export class Engine implements Limiter {
       liveKeys: this.liveKeys,
       capEvictions: this.counters.capEvictions,
       ruleKeyCapDenials: this.counters.ruleKeyCapDenials,
+      degradedShareDenials: this.counters.degradedShareDenials,
+      degradedClosedDenials: this.counters.degradedClosedDenials,
       idleEvictions: this.counters.idleEvictions,
       unknownScopeCells: this.counters.unknownScopeCells,
       futureCellsHeld: this.future.length,

@@ -38,6 +38,7 @@ export const RULES_SCHEMA = {
           description: { type: 'string', maxLength: 1000 },
           priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
           maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+          degraded: { enum: ['share', 'open', 'closed'] },
           metadata: {
             type: 'object',
             maxProperties: 16,
@@ -115,6 +116,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
       description?: string;
       priority?: number;
       maxKeys?: number;
+      degraded?: 'share' | 'open' | 'closed';
       metadata?: Record<string, string | string[]>;
       limits: { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number }[];
     }[];
@@ -166,6 +168,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     const rule: RuleSpec = { id: r.id, key: r.key, metadata, priority: r.priority ?? 0, limits };
     if (r.description !== undefined) rule.description = r.description;
     if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
+    if (r.degraded !== undefined) rule.degraded = r.degraded;
     rules.push(rule);
   });
   if (problems.length > 0) throw new ConfigError(dedupe(problems));

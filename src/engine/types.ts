@@ -39,8 +39,12 @@ export interface Decision {
   ruleId: string | null;
   /** Name of the binding policy (`<ruleId>/<index>`), or null when no rule matched. */
   policy: string | null;
-  /** Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys). */
-  code?: 'RULE_KEY_CAP';
+  /**
+   * Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys);
+   * `DEGRADED_SHARE` (peers unseen: this node used its share of the limit); `DEGRADED_CLOSED`
+   * (peers unseen and the rule's mode is `closed`).
+   */
+  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED';
   /** Names this admission for a refund (set by the HTTP adapter on allowed checks that counted). */
   admissionId?: string;
 }
@@ -94,7 +98,12 @@ export interface RuleSpec {
    * holds keep working. Absent: only the node-wide --max-keys applies.
    */
   maxKeys?: number;
+  /** What the rule does while peers cannot be seen (default `share`): src/engine/degradation.ts. */
+  degraded?: DegradedMode;
 }
+
+/** A rule's degradation mode: src/engine/degradation.ts. */
+export type DegradedMode = 'share' | 'open' | 'closed';
 
 export interface RulesConfig {
   version: 1;

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { CodecError, decodeDelta } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { ReplicationError, isRefusal, refusal } from './errors.ts';
+import { DegradationMonitor, type ModeOptions } from './modes.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
 import type { ReplicatedMessage, Transport } from './port.ts';
@@ -40,6 +41,8 @@ export interface ReplicatorOptions {
   maxPeers?: number;
   /** An idle node sends an empty batch this often (ms). Default 1000. */
   heartbeatMs?: number;
+  /** When the node counts as degraded, and its shares (./modes.ts). */
+  modes?: ModeOptions;
   /** Batching under load (see ShipperOptions). */
   lingerMs?: ShipperOptions['lingerMs'];
   busyUtilization?: ShipperOptions['busyUtilization'];
@@ -50,10 +53,14 @@ export type { PeerStats } from './peers.ts';
 
 const DEFAULT_MAX_CELLS = 4096;
 const DEFAULT_MAX_PEERS = 256;
+/** How often the degradation mode is re-evaluated (ms). */
+const MODE_TICK_MS = 250;
 
 export class Replicator {
   readonly shipper: Shipper;
   readonly peers = new Peers();
+  readonly modes: DegradationMonitor;
+  private readonly modeTimer: NodeJS.Timeout;
   private readonly o: ReplicatorOptions;
   private readonly overshootModel: Overshoot;
   private caughtUp = false;
@@ -71,6 +78,9 @@ export class Replicator {
     this.overshootModel = new Overshoot(opts.engine, opts.nodeId, opts.now());
     this.maxCells = opts.maxCellsPerMessage ?? DEFAULT_MAX_CELLS;
     this.maxPeers = opts.maxPeers ?? DEFAULT_MAX_PEERS;
+    this.modes = new DegradationMonitor(opts.engine, this.peers, opts.nodeId, () => opts.transport.connected, opts.modes);
+    // From construction on: a node whose NATS is down at start is degraded too.
+    this.modeTimer = setInterval(() => this.modes.tick(opts.now()), MODE_TICK_MS).unref();
     this.shipper = new Shipper({
       engine: opts.engine,
       transport: opts.transport,
@@ -139,7 +149,16 @@ export class Replicator {
     if (own) this.stats.ownReplayed++;
     else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now);
     if (env.entries.length > 0) {
-      this.stats.applied += this.o.engine.applyRemote(env.entries, now, own ? undefined : (cl, node, inc) => this.overshootModel.countRemote(cl.scope, node, inc));
+      this.stats.applied += this.o.engine.applyRemote(
+        env.entries,
+        now,
+        own
+          ? undefined
+          : (cl, node, inc, slot) => {
+              this.overshootModel.countRemote(cl.scope, node, inc);
+              this.modes.countRemote(cl.scope, cl.spec.windowMs, node, slot * cl.math.slotMs, inc);
+            },
+      );
     }
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
   }
@@ -190,6 +209,7 @@ export class Replicator {
       streams: t.streams,
       shipping: { ...this.shipper.stats, inFlight: this.shipper.inFlight },
       ...this.stats,
+      degradation: this.modes.status(),
       refusedByCode: { ...this.refusedByCode },
       refusedCells: this.o.engine.stats().refusedCells,
       lastRefused: this.lastRefused.message || null,
@@ -200,6 +220,7 @@ export class Replicator {
   /** Ship what is still marked (up to `timeoutMs`), stop, close the transport. */
   async stop(timeoutMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    clearInterval(this.modeTimer);
     await this.shipper.stop(this.started ? timeoutMs : 0);
     await this.o.transport.close();
   }

@@ -6,8 +6,9 @@
 import pino from 'pino';
 import { Engine } from '../../src/engine/engine.ts';
 import { validateRules } from '../../src/engine/rules.ts';
-import type { RulesConfig } from '../../src/engine/types.ts';
+import type { Decision, RulesConfig } from '../../src/engine/types.ts';
 import { MemoryBus, type MemoryBusOptions, type MemoryTransport } from '../../src/replication/memory-bus.ts';
+import type { ModeOptions } from '../../src/replication/modes.ts';
 import { Replicator } from '../../src/replication/replicator.ts';
 import { MemoryStore } from '../../src/storage/memory.ts';
 import { Persistence } from '../../src/storage/persistence.ts';
@@ -31,6 +32,8 @@ export interface SimNode {
   replicator: Replicator;
   /** Decide one request now; true when admitted. */
   check(key: string, cost?: number): boolean;
+  /** Decide one request now; the whole Decision. */
+  decide(key: string, cost?: number): Decision;
   usage(key: string): number;
 }
 
@@ -44,6 +47,8 @@ export interface SimOptions extends Partial<MemoryBusOptions> {
   busyUtilization?: number;
   /** Distinct peers each node accepts (the replicator's default otherwise). */
   maxPeers?: number;
+  /** When a node counts as degraded (src/replication/modes.ts). */
+  modes?: ModeOptions;
 }
 
 const silent = pino({ level: 'silent' });
@@ -53,13 +58,13 @@ export class Sim {
   readonly nodes: SimNode[] = [];
   private readonly rules: RulesConfig;
   private readonly heartbeatMs: number;
-  private readonly linger: { lingerMs?: number; busyUtilization?: number; maxPeers?: number };
+  private readonly linger: { lingerMs?: number; busyUtilization?: number; maxPeers?: number; modes?: ModeOptions };
 
   constructor(opts: SimOptions) {
     this.bus = new MemoryBus({ ...opts, regions: Object.keys(opts.nodes) });
     this.rules = opts.rules ?? SIM_RULES;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
-    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization, maxPeers: opts.maxPeers };
+    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization, maxPeers: opts.maxPeers, modes: opts.modes };
   }
 
   static async start(opts: SimOptions): Promise<Sim> {
@@ -88,6 +93,7 @@ export class Sim {
       transport,
       replicator,
       check: (key, cost = 1) => engine.decide({ key, cost }, Date.now()).allowed,
+      decide: (key, cost = 1) => engine.decide({ key, cost }, Date.now()),
       usage: (key) => engine.inspect(key, undefined, Date.now()).limits[0]?.usage ?? 0,
     };
     this.nodes.push(node);

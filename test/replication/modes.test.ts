@@ -1,0 +1,116 @@
+/**
+ * Degradation modes on the simulated network (src/replication/memory-bus.ts): when peers go
+ * silent a node applies each rule's mode — `share` keeps every side of a partition within its
+ * share of the limit (all sides together within the limit), `open` lets each side admit a
+ * whole limit, `closed` denies — shares follow the last complete window's demand, and a node
+ * leaves the mode as soon as its peers are heard again.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { validateRules } from '../../src/engine/rules.ts';
+import { sleep, waitFor } from '../../support/wait.ts';
+import { Sim, type SimNode } from '../helpers/sim.ts';
+
+let sim: Sim | undefined;
+afterEach(async () => {
+  await sim?.stop();
+  sim = undefined;
+});
+
+const LIMIT = 100;
+const rules = (window: string) =>
+  validateRules({
+    version: 1,
+    rules: [
+      { id: 'shared', key: 'sh:*', limits: [{ limit: LIMIT, window, algorithm: 'fixed-window' }] },
+      { id: 'open', key: 'op:*', degraded: 'open', limits: [{ limit: LIMIT, window, algorithm: 'fixed-window' }] },
+      { id: 'closed', key: 'cl:*', degraded: 'closed', limits: [{ limit: LIMIT, window, algorithm: 'fixed-window' }] },
+    ],
+  });
+const MODES = { staleAfterMs: 400 };
+const degraded = (nodes: SimNode[]) => () => nodes.every((n) => n.engine.degraded !== null);
+const healthy = (nodes: SimNode[]) => () => nodes.every((n) => n.engine.degraded === null);
+
+function hammer(n: SimNode, key: string, times: number): number {
+  let admitted = 0;
+  for (let i = 0; i < times; i++) if (n.check(key)) admitted++;
+  return admitted;
+}
+
+async function partitionAll(s: Sim): Promise<void> {
+  for (const r of ['a', 'b', 'c']) s.bus.isolate(r);
+  await waitFor('every node to notice its peers are silent', degraded(s.nodes), { timeoutMs: 3000, intervalMs: 10 });
+}
+
+describe('degradation modes', () => {
+  it('healthy nodes with heartbeats are not degraded; a full partition degrades every node, with the reason', async () => {
+    sim = await Sim.start({ nodes: { a: 1, b: 1, c: 1 }, rules: rules('1h'), heartbeatMs: 100, modes: MODES });
+    for (const n of sim.nodes) n.check('sh:warm');
+    await waitFor('every node to hear every other', () => sim!.nodes.every((n) => n.replicator.peers.size === 2), { timeoutMs: 3000, intervalMs: 5 });
+    await sleep(600); // longer than staleAfterMs: heartbeats keep them fresh
+    expect(sim.nodes.every((n) => n.engine.degraded === null)).toBe(true);
+    await partitionAll(sim);
+    const st = sim.nodes[0]!.replicator.status().degradation as { degraded: boolean; reason: string; stalePeers: string[] };
+    expect(st.degraded).toBe(true);
+    expect(st.stalePeers.sort()).toEqual(['b-0', 'c-0']);
+    expect(st.reason).toMatch(/peers b-0, c-0 silent for more than 400 ms/);
+  });
+
+  it('share: under a full partition, every side admits at most its share and all sides together stay within the limit; open admits a limit per side; closed denies', async () => {
+    sim = await Sim.start({ nodes: { a: 1, b: 1, c: 1 }, rules: rules('1h'), heartbeatMs: 100, modes: MODES });
+    for (const n of sim.nodes) n.check('warm');
+    await waitFor('every node to hear every other', () => sim!.nodes.every((n) => n.replicator.peers.size === 2), { timeoutMs: 3000, intervalMs: 5 });
+    await partitionAll(sim);
+    // No demand in a previous window yet: equal shares of 0.98 / 3 each.
+    const shared = sim.nodes.map((n) => hammer(n, 'sh:k', 5 * LIMIT));
+    for (const a of shared) expect(a).toBe(Math.floor((0.98 / 3) * LIMIT));
+    expect(shared.reduce((x, y) => x + y, 0)).toBeLessThanOrEqual(LIMIT);
+    const denial = sim.nodes[0]!.decide('sh:k');
+    expect(denial.allowed).toBe(false);
+    expect(denial.code).toBe('DEGRADED_SHARE');
+    const open = sim.nodes.map((n) => hammer(n, 'op:k', 5 * LIMIT));
+    expect(open).toEqual([LIMIT, LIMIT, LIMIT]);
+    const closed = sim.nodes.map((n) => n.decide('cl:k'));
+    expect(closed.every((d) => !d.allowed && d.code === 'DEGRADED_CLOSED')).toBe(true);
+    expect(sim.nodes[0]!.engine.stats().degradedShareDenials).toBeGreaterThan(0);
+  });
+
+  it('on heal, nodes leave the mode within a second and the limit is global again', async () => {
+    sim = await Sim.start({ nodes: { a: 1, b: 1, c: 1 }, rules: rules('1h'), heartbeatMs: 100, modes: MODES });
+    for (const n of sim.nodes) n.check('warm');
+    await waitFor('every node to hear every other', () => sim!.nodes.every((n) => n.replicator.peers.size === 2), { timeoutMs: 3000, intervalMs: 5 });
+    await partitionAll(sim);
+    const admitted = sim.nodes.map((n) => hammer(n, 'sh:k', LIMIT)).reduce((x, y) => x + y, 0);
+    for (const r of ['a', 'b', 'c']) sim.bus.rejoin(r);
+    const healedAt = performance.now();
+    await waitFor('every node to leave the mode', healthy(sim.nodes), { timeoutMs: 1000, intervalMs: 5 });
+    const left = performance.now() - healedAt;
+    await waitFor('the counts to converge', () => sim!.usages('sh:k').every((u) => u === admitted), { timeoutMs: 2000, intervalMs: 5 });
+    // Healthy again: the rest of the limit is there to take, globally.
+    const more = sim.nodes.map((n) => hammer(n, 'sh:k', LIMIT)).reduce((x, y) => x + y, 0);
+    expect(admitted + more).toBeGreaterThanOrEqual(LIMIT);
+    expect(left).toBeLessThan(1000);
+  });
+
+  it("share: shares follow the last complete window's demand, with a floor", async () => {
+    const windowMs = 3000;
+    sim = await Sim.start({ nodes: { a: 1, b: 1 }, rules: rules(`${windowMs}ms`), heartbeatMs: 100, modes: MODES });
+    const [a, b] = sim.nodes as [SimNode, SimNode];
+    // Start of a window: a takes 90 % of the traffic, b 10 %.
+    await sleep(windowMs - (Date.now() % windowMs) + 20);
+    hammer(a, 'sh:warm', 45);
+    hammer(b, 'sh:warm', 5);
+    await waitFor('both to see the window', () => sim!.usages('sh:warm').every((u) => u === 50), { timeoutMs: 2000, intervalMs: 5 });
+    // Next window: cut at once; the shares come from the window that just ended.
+    await sleep(windowMs - (Date.now() % windowMs) + 20);
+    sim.bus.isolate('a');
+    await waitFor('both to notice', degraded(sim.nodes), { timeoutMs: 2000, intervalMs: 5 });
+    const start = Date.now();
+    const fromA = hammer(a, 'sh:k', 5 * LIMIT);
+    const fromB = hammer(b, 'sh:k', 5 * LIMIT);
+    expect(Math.floor(Date.now() / windowMs)).toBe(Math.floor(start / windowMs)); // still the same window
+    // share_a = 0.98 · (0.2 / 2 + 0.8 · 0.9) = 0.8036; share_b = 0.98 · (0.1 + 0.08) = 0.1764.
+    expect(fromA).toBe(80);
+    expect(fromB).toBe(17);
+    expect(fromA + fromB).toBeLessThanOrEqual(LIMIT);
+  }, 20_000);
+});
