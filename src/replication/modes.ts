@@ -116,7 +116,7 @@ export class DegradationMonitor {
     ].join('; ');
     const n = this.knownNodes();
     if (current === null) {
-      this.engine.setDegradation({ since: now, reason, shares: this.frozen, defaultShare: (1 - this.margin) / n });
+      this.engine.setDegradation({ since: now, reason, shares: this.frozen, defaultShare: n === 1 ? 1 : (1 - this.margin) / n });
     } else if (current.reason !== reason) {
       this.engine.setDegradation({ ...current, reason } satisfies Degradation);
     }
@@ -133,7 +133,8 @@ export class DegradationMonitor {
       for (const [node, v] of d) if (node === this.nodeId || this.peers.has(node)) sum += v;
       const mine = d.get(this.nodeId) ?? 0;
       const byDemand = sum > 0 ? mine / sum : 1 / n;
-      out.set(cl.scope, (1 - this.margin) * (this.floor / n + (1 - this.floor) * byDemand));
+      // Alone (no peer ever heard of): the whole limit is this node's.
+      out.set(cl.scope, n === 1 ? 1 : (1 - this.margin) * (this.floor / n + (1 - this.floor) * byDemand));
     }
     return out;
   }
