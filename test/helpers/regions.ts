@@ -100,6 +100,8 @@ export interface FleetOptions {
   rules: string;
   flushInterval?: string;
   logLevel?: string;
+  /** More flags for every node (e.g. `--stale-after 1s`). */
+  extraArgs?: readonly string[];
 }
 
 export class Fleet {
@@ -130,6 +132,7 @@ export class Fleet {
         '--flush-interval', o.flushInterval ?? '50ms',
         '--durability', spec.durability ?? 'batch',
         '--log-level', o.logLevel ?? 'info',
+        ...(o.extraArgs ?? []),
       ];
       fleet.nodes.push(new LimiterNode(spec.id, spec.region, data, args));
     }
@@ -201,6 +204,7 @@ export interface StatusBody {
     messages: number;
     refused: number;
     peers: PeerStatus[];
+    degradation: { degraded: boolean; since: number | null; reason: string | null; stalePeers: string[]; shares: Record<string, number> };
     streams: Record<string, { lastSeq: number; lastAt: number | null; pending: number | null }>;
   };
   overshoot: Array<{ ruleId: string; limit: number; bound: number; model: number; observed: number; nodes: number; ratesPerSecond: Record<string, number>; lagMs: Record<string, number> }>;
