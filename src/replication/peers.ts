@@ -16,6 +16,13 @@ export interface PeerStats {
   stalenessMs: number;
   lagP50Ms: number;
   lagP99Ms: number;
+  /**
+   * Smallest receive time − sentAt over the recent batches (raw, may be negative): the clock
+   * offset estimate. Negative: the peer's clock is ahead of this node's by at least that much;
+   * positive: the one-way delay plus how far the peer's clock is behind (the two cannot be told
+   * apart from one side).
+   */
+  minOffsetMs: number;
 }
 
 export class PeerTracker {
@@ -24,15 +31,25 @@ export class PeerTracker {
   heartbeats = 0;
   lastHeardAt = 0;
   private readonly lags = new Float64Array(LAG_SAMPLES);
+  private readonly raw = new Float64Array(LAG_SAMPLES);
   private count = 0;
 
   record(lagMs: number, cells: number, now: number): void {
+    this.raw[this.count % LAG_SAMPLES] = lagMs;
     this.lags[this.count % LAG_SAMPLES] = lagMs < 0 ? 0 : lagMs;
     this.count++;
     this.messages++;
     if (cells === 0) this.heartbeats++;
     this.cells += cells;
     this.lastHeardAt = now;
+  }
+
+  /** Smallest raw receive − sentAt over the last LAG_SAMPLES batches (0 with none). */
+  minOffset(): number {
+    const n = Math.min(this.count, LAG_SAMPLES);
+    let m = Infinity;
+    for (let i = 0; i < n; i++) if (this.raw[i]! < m) m = this.raw[i]!;
+    return n === 0 ? 0 : m;
   }
 
   /** Lag quantile over the last LAG_SAMPLES batches (0 with none). */
@@ -75,6 +92,7 @@ export class Peers {
       stalenessMs: Math.max(0, now - p.lastHeardAt),
       lagP50Ms: round(p.quantile(0.5)),
       lagP99Ms: round(p.quantile(0.99)),
+      minOffsetMs: round(p.minOffset()),
     }));
   }
 }

@@ -75,13 +75,14 @@ export class Sim {
     return sim;
   }
 
-  /** Start a node (a fresh one, or one restarting on the store it had). */
-  async add(region: string, id: string, store = new MemoryStore()): Promise<SimNode> {
+  /** Start a node (a fresh one, or one restarting on the store it had), its clock `clockOffsetMs` off. */
+  async add(region: string, id: string, store = new MemoryStore(), clockOffsetMs = 0): Promise<SimNode> {
+    const now = clockOffsetMs === 0 ? Date.now : () => Date.now() + clockOffsetMs;
     const engine = new Engine({ nodeId: id, rules: this.rules });
-    const persistence = new Persistence({ engine, store, durability: 'batch', flushIntervalMs: 3_600_000, now: Date.now });
+    const persistence = new Persistence({ engine, store, durability: 'batch', flushIntervalMs: 3_600_000, now });
     const restored = persistence.restore();
     const transport = this.bus.transport(region, id);
-    const replicator = new Replicator({ engine, transport, positions: persistence, nodeId: id, now: Date.now, logger: silent, heartbeatMs: this.heartbeatMs, ...this.linger });
+    const replicator = new Replicator({ engine, transport, positions: persistence, nodeId: id, now, logger: silent, heartbeatMs: this.heartbeatMs, ...this.linger });
     if (restored.cells > 0) engine.shipAllOwn();
     await replicator.start(store.positions());
     const node: SimNode = {
@@ -92,9 +93,9 @@ export class Sim {
       persistence,
       transport,
       replicator,
-      check: (key, cost = 1) => engine.decide({ key, cost }, Date.now()).allowed,
-      decide: (key, cost = 1) => engine.decide({ key, cost }, Date.now()),
-      usage: (key) => engine.inspect(key, undefined, Date.now()).limits[0]?.usage ?? 0,
+      check: (key, cost = 1) => engine.decide({ key, cost }, now()).allowed,
+      decide: (key, cost = 1) => engine.decide({ key, cost }, now()),
+      usage: (key) => engine.inspect(key, undefined, now()).limits[0]?.usage ?? 0,
     };
     this.nodes.push(node);
     return node;
