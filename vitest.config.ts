@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The long fault variants run with `npm run test:faults` (vitest.faults.config.ts).
+    exclude: ['test/faults/**', 'node_modules/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Integration suites start their own nats-server processes; two workers suit a 2-core machine.
