@@ -59,6 +59,10 @@ export interface NodeConfig {
   requestTimeoutMs: number;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** Serve Prometheus metrics (GET /metrics) and count checks for them. */
+  metrics: boolean;
+  /** Serve /metrics on its own listener on this port (same host); 0: on the HTTP port. */
+  metricsPort: number;
 }
 
 interface OptionDef {
@@ -109,6 +113,8 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   requestTimeoutMs: { flag: 'request-timeout', env: 'LIMITER_REQUEST_TIMEOUT', type: 'duration', default: '10s', help: 'Time to receive a whole request (headers and body).' },
   headersTimeoutMs: { flag: 'headers-timeout', env: 'LIMITER_HEADERS_TIMEOUT', type: 'duration', default: '5s', help: 'Time to receive the request headers (at most --request-timeout).' },
   keepAliveTimeoutMs: { flag: 'keep-alive-timeout', env: 'LIMITER_KEEP_ALIVE_TIMEOUT', type: 'duration', default: '30s', help: 'An idle keep-alive connection is closed after this long.' },
+  metrics: { flag: 'metrics', env: 'LIMITER_METRICS', type: 'boolean', default: 'true', help: 'Serve Prometheus metrics on GET /metrics (false: no /metrics, checks are not counted for it).' },
+  metricsPort: { flag: 'metrics-port', env: 'LIMITER_METRICS_PORT', type: 'integer', default: '0', help: 'Serve GET /metrics on its own plain-HTTP listener on this port (same --host, no tokens); 0: on the HTTP port, guarded like /v1/status.' },
 };
 
 /** The --help text: every option with its environment variable and default. */
@@ -130,7 +136,7 @@ export function usage(): string {
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs'],
+  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs', 'metrics', 'metricsPort'],
   properties: {
     nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
     region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
@@ -171,6 +177,8 @@ const SCHEMA = {
     requestTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
     headersTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
     keepAliveTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
+    metrics: { type: 'boolean' },
+    metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
   },
 } as const;
 

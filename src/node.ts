@@ -22,6 +22,8 @@ import { Replicator } from './replication/replicator.ts';
 import type { CheckRequest, Limiter } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
+import { NodeMetrics } from './metrics/metrics.ts';
+import { serveMetrics, type MetricsServer } from './metrics/server.ts';
 
 export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
@@ -82,6 +84,10 @@ export interface RunningNode {
   readonly app: FastifyInstance;
   readonly logger: Logger;
   readonly replicator: Replicator | undefined;
+  /** Prometheus metrics (undefined with --metrics false). */
+  readonly metrics: NodeMetrics | undefined;
+  /** Where GET /metrics is served: the HTTP URL, or the --metrics-port listener's. */
+  readonly metricsUrl: string | undefined;
   readiness(): ReadinessReport;
   status(): NodeStatus;
   /** Re-read the API tokens file (SIGHUP). Returns whether it was read. */
@@ -129,6 +135,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let replicationStarted = false;
   let replicationError: string | undefined;
   let stopping = false;
+  let metrics: NodeMetrics | undefined;
   const persistence = new Persistence({
     engine,
     store,
@@ -149,6 +156,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       failingSince = 0;
       logger.info({ failures, rowsWritten: persistence.stats.rowsWritten }, 'state store writes succeed again; the rows kept in memory are written');
     },
+    onFlush: (ms) => metrics?.observeFlush(ms),
   });
   // A directory that could not be written at start-up and now can: merge what it holds. Until
   // then every flush tries it (the store opens it at most once a second), idle or not.
@@ -330,8 +338,9 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
           policies: (ruleId) => engine.policies(ruleId),
         }
       : engine;
+  if (config.metrics) metrics = new NodeMetrics({ node: config.nodeId, region: config.region, status, readiness, replicator, now });
   const app = buildApp({
-    limiter,
+    limiter: metrics ? metrics.wrap(limiter) : limiter,
     admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
@@ -344,6 +353,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     commit: () => persistence.commitBarrier(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
     status: () => status(),
+    extraRoutes: (a, guards) => metrics?.install(a, guards.statusGuard, { serveRoute: config.metricsPort === 0 }),
     adminToken: config.adminToken,
     apiTokens,
     restrictStatus: config.restrictStatus,
@@ -365,13 +375,24 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await cleanup();
     throw err;
   }
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && config.metricsPort !== 0) {
+    try {
+      metricsServer = await serveMetrics(metrics, config.host, config.metricsPort);
+    } catch (err) {
+      await app.close();
+      await cleanup();
+      throw err;
+    }
+  }
   apiTokens.watch();
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
+  const metricsUrl = metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
   logger.info(
-    { url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
+    { url, metrics: metricsUrl, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
     'listening',
   );
 
@@ -381,6 +402,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       stopping = true;
       apiTokens.close();
       await app.close();
+      await metricsServer?.close();
       // Ship the last admissions (up to 2 s), then write everything (retrying a failing disk
       // for a while) and close.
       await replicator?.stop(2000).catch(() => {});
@@ -392,7 +414,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     return closing;
   };
 
-  return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+  return { config, url, engine, store, persistence, app, logger, replicator, metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
 }
 
 function readPem(file: string, flag: string): Buffer {

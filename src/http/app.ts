@@ -19,7 +19,7 @@
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
 import { AdmissionLedger } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
@@ -100,8 +100,11 @@ export interface BuildAppOptions {
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
-  /** Registers more routes (metrics) on the same instance. */
-  extraRoutes?: (app: FastifyInstance) => void;
+  /**
+   * Registers more routes (metrics, dashboard) on the same instance; `statusGuard` is what
+   * guards /v1/status (spread it into a route's options to guard the same way).
+   */
+  extraRoutes?: (app: FastifyInstance, guards: { statusGuard: { onRequest?: onRequestHookHandler } }) => void;
   /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
   adminToken?: string;
   /** API tokens the check, refund and usage routes need (when it requires any). */
@@ -352,7 +355,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     return reply.code(body.ready ? 200 : 503).send(body);
   });
 
-  if (opts.extraRoutes) opts.extraRoutes(app);
+  if (opts.extraRoutes) opts.extraRoutes(app, { statusGuard });
   return app;
 }
 

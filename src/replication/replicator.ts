@@ -19,7 +19,7 @@ import type { Engine } from '../engine/engine.ts';
 import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
-import type { ReplicatedMessage, Transport } from './port.ts';
+import type { ReplicatedMessage, Transport, TransportStatus } from './port.ts';
 import { Shipper, type ShipperOptions } from './shipper.ts';
 
 /** Where merged stream positions go to be committed with the cells (persistence implements it). */
@@ -60,7 +60,7 @@ export class Replicator {
   private started = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly lastRefused = { message: '' };
-  readonly stats = { messages: 0, applied: 0, refused: 0, ownReplayed: 0, ownSkipped: 0 };
+  readonly stats = { messages: 0, bytes: 0, applied: 0, refused: 0, ownReplayed: 0, ownSkipped: 0 };
   /** Refused batches by code (CodecError and ReplicationError codes). */
   private readonly refusedByCode: Record<string, number> = {};
   private readonly maxCells: number;
@@ -136,6 +136,7 @@ export class Replicator {
       throw err;
     }
     this.stats.messages++;
+    this.stats.bytes += msg.data.byteLength;
     if (own) this.stats.ownReplayed++;
     else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now);
     if (env.entries.length > 0) {
@@ -175,6 +176,16 @@ export class Replicator {
   overshoot(now = this.o.now()): OvershootEstimate[] {
     this.overshootModel.tick(now);
     return this.overshootModel.estimate(this.peers, now);
+  }
+
+  /** The transport's connection and stream progress (metrics). */
+  transportStatus(): TransportStatus {
+    return this.o.transport.status();
+  }
+
+  /** Refused batches by code since start (metrics). */
+  refusedCounts(): Readonly<Record<string, number>> {
+    return this.refusedByCode;
   }
 
   status(now = this.o.now()): Record<string, unknown> {
