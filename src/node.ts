@@ -353,7 +353,10 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     commit: () => persistence.commitBarrier(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
     status: () => status(),
-    extraRoutes: (a, guards) => metrics?.install(a, guards.statusGuard, { serveRoute: config.metricsPort === 0 }),
+    instrument: (a) => metrics?.instrument(a),
+    extraRoutes: (a, guards) => {
+      if (config.metricsPort === 0) metrics?.serve(a, guards.statusGuard);
+    },
     adminToken: config.adminToken,
     apiTokens,
     restrictStatus: config.restrictStatus,

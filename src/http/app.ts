@@ -100,6 +100,8 @@ export interface BuildAppOptions {
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
+  /** Called on the new instance before any route is declared (metrics: per-route hooks). */
+  instrument?: (app: FastifyInstance) => void;
   /**
    * Registers more routes (metrics, dashboard) on the same instance; `statusGuard` is what
    * guards /v1/status (spread it into a route's options to guard the same way).
@@ -196,6 +198,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     ...fastifyServerOptions(serverLimits),
   }) as unknown as FastifyInstance;
   applyServerLimits(app, serverLimits);
+  // Before any route, so that its onRoute hooks see them all (metrics).
+  opts.instrument?.(app);
 
   // Only JSON bodies: drop the default text/plain parser so it is refused with 415.
   app.removeContentTypeParser('text/plain');

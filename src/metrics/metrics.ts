@@ -13,11 +13,12 @@
  * a label.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { FastifyInstance, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler, onResponseHookHandler } from 'fastify';
 import type { EngineStats } from '../engine/engine.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import type { Replicator } from '../replication/replicator.ts';
 import type { PersistenceStats } from '../storage/persistence.ts';
+import { FastHistogram, type HistogramSeries } from './histogram.ts';
 
 /** What the metrics read from the node at scrape time (a subset of GET /v1/status). */
 export interface MetricsSnapshot {
@@ -53,12 +54,12 @@ export class NodeMetrics {
   readonly registry = new Registry();
   /** Per rule id: [allowed, denied] decisions (plain numbers: the hot path does no more than add). */
   private readonly checks = new Map<string | null, [number, number]>();
-  private readonly engineLatency: ReturnType<Histogram['labels']>;
-  private readonly httpLatency = new Map<string, ReturnType<Histogram['labels']>>();
-  private readonly httpRequests = new Map<string, ReturnType<Counter['labels']>>();
+  private readonly engineLatency: HistogramSeries;
+  private readonly httpLatency = new Map<string, HistogramSeries>();
+  /** Per route and status: requests answered (collected on scrape). */
+  private readonly httpRequests = new Map<string, { route: string; code: string; n: number }>();
   private readonly flushLatency: Histogram;
-  private readonly latency: Histogram;
-  private readonly httpCounter: Counter;
+  private readonly latency: FastHistogram;
   /** The snapshot of the scrape in progress (read once per scrape by every collector). */
   private snap: { status: MetricsSnapshot; ready: { ready: boolean; degraded?: boolean }; now: number } | undefined;
 
@@ -87,15 +88,17 @@ export class NodeMetrics {
         }
       },
     });
-    this.latency = new Histogram({
-      name: 'regionlimit_check_duration_seconds',
-      help: 'Time to decide a check: layer="engine" is the decision alone, layer="http" the whole request of a check route (a batch counts once).',
-      labelNames: ['layer', 'route'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
+    this.latency = new FastHistogram(
+      'regionlimit_check_duration_seconds',
+      'Time to decide a check: layer="engine" is the decision alone, layer="http" the whole request of a check route (a batch counts once).',
+      LATENCY_BUCKETS,
+      r,
+    );
+    this.engineLatency = this.latency.labels({ layer: 'engine' });
+    const requests = this.httpRequests;
+    counter(r, 'regionlimit_http_requests_total', 'HTTP requests answered, by route and status code.', ['route', 'code'], (c) => {
+      for (const q of requests.values()) c.inc({ route: q.route, code: q.code }, q.n);
     });
-    this.engineLatency = this.latency.labels({ layer: 'engine', route: '' });
-    this.httpCounter = new Counter({ name: 'regionlimit_http_requests_total', help: 'HTTP requests answered, by route and status code.', labelNames: ['route', 'code'], registers: [r] });
 
     // ---- keys ----
     gauge(r, 'regionlimit_live_keys', 'Keys with live counts held in memory (all limits together).', [], (g) => g.set(snapshot().status.engine.liveKeys));
@@ -218,29 +221,39 @@ export class NodeMetrics {
     this.flushLatency.observe(ms / 1000);
   }
 
-  /** The HTTP latency and request counts hook, and GET /metrics guarded by `guard`. */
-  install(app: FastifyInstance, guard: { onRequest?: onRequestHookHandler }, opts: { serveRoute: boolean }): void {
-    app.addHook('onResponse', (req, reply, done) => {
-      const url = req.routeOptions.url ?? '(unmatched)';
-      const route = `${req.method} ${url}`;
-      const code = reply.statusCode;
-      const k = `${route} ${code}`;
-      let c = this.httpRequests.get(k);
-      if (c === undefined) this.httpRequests.set(k, (c = this.httpCounter.labels({ route: req.routeOptions.url === undefined ? '(unmatched)' : route, code: String(code) })));
-      c.inc();
-      if (CHECK_ROUTES.has(url)) {
-        let h = this.httpLatency.get(route);
-        if (h === undefined) this.httpLatency.set(route, (h = this.latency.labels({ layer: 'http', route })));
-        h.observe(reply.elapsedTime / 1000);
-      }
-      done();
+  /**
+   * Counts every request of every route declared after this call, and times the check
+   * routes, with an onResponse hook added to each route (the label is made once per route,
+   * not per request). Call it before the routes are declared (buildApp's `instrument`).
+   */
+  instrument(app: FastifyInstance): void {
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const name = `${methods.join(',')} ${route.url}`;
+      const timed = CHECK_ROUTES.has(route.url) ? this.latency.labels({ layer: 'http', route: name }) : undefined;
+      const byCode = new Map<number, { route: string; code: string; n: number }>();
+      const hook: onResponseHookHandler = (_req, reply, done) => {
+        const code = reply.statusCode;
+        let c = byCode.get(code);
+        if (c === undefined) {
+          byCode.set(code, (c = { route: name, code: String(code), n: 0 }));
+          this.httpRequests.set(`${name} ${code}`, c);
+        }
+        c.n++;
+        if (timed !== undefined) timed.observe(reply.elapsedTime / 1000);
+        done();
+      };
+      const existing = route.onResponse;
+      route.onResponse = existing === undefined ? [hook] : Array.isArray(existing) ? [...existing, hook] : [existing, hook];
     });
-    if (opts.serveRoute) {
-      app.get('/metrics', { ...guard, exposeHeadRoute: false }, async (_req, reply) => {
-        const text = await this.scrape();
-        return reply.type(this.registry.contentType).send(text);
-      });
-    }
+  }
+
+  /** GET /metrics on the app, guarded by `guard`. */
+  serve(app: FastifyInstance, guard: { onRequest?: onRequestHookHandler }): void {
+    app.get('/metrics', { ...guard, exposeHeadRoute: false }, async (_req, reply) => {
+      const text = await this.scrape();
+      return reply.type(this.registry.contentType).send(text);
+    });
   }
 
   /** The text exposition of every metric, read from the node now. */
