@@ -10,7 +10,7 @@
  * <root>/secrets, permissions as in the generated configs: docs/SECURITY.md). It waits until
  * JetStream is ready on every server (meta leader elected with every region in the meta group),
  * creates the streams as the admin user, waits until every node has logged its "listening"
- * line, then prints a table of the nodes and a curl hint.
+ * line, then prints a table of the nodes, a curl hint and the live dashboard's URL.
  *
  * Logs: every child's full output goes to <root>/logs/<name>.log; the terminal shows only node
  * warn/error/fatal lines and nats-server [ERR]/[FTL] lines (everything with --verbose), each
@@ -462,6 +462,7 @@ async function main(): Promise<void> {
   say('');
   say(`try:  curl -s -X POST ${a}/v1/check -H 'content-type: application/json' -d '{"key":"demo"}'`);
   say(`      curl -s '${b}/v1/usage?key=demo'    # the same count, seen from another region`);
+  say(`dashboard: ${b}/dashboard?key=demo&nodes=${listed.map((s) => s.url).join(',')}`);
   if (opts.prometheus) {
     mkdirSync(join(dataRoot, 'prometheus'), { recursive: true });
     prometheus = await startPrometheus({

@@ -24,6 +24,8 @@ import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
 import { NodeMetrics } from './metrics/metrics.ts';
 import { serveMetrics, type MetricsServer } from './metrics/server.ts';
+import { dashboardFrame } from './http/dashboard/frame.ts';
+import { registerDashboard } from './http/dashboard/routes.ts';
 
 export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
@@ -321,6 +323,21 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
+  /** What the dashboard streams: this node's view, and the followed key's usage. */
+  const frame = (key: string | undefined) => {
+    const at = now();
+    return dashboardFrame({
+      at,
+      node: config.nodeId,
+      region: config.region,
+      readiness: readiness(),
+      checks: metrics?.checkTotals() ?? null,
+      peers: replicator?.peers.stats(at) ?? [],
+      overshoot: status().overshoot,
+      usage: key === undefined ? undefined : { key, ...engine.inspect(key, undefined, at) },
+    });
+  };
+
   const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
   // `sync` durability: an admission whose commit fails is answered 503 and taken back.
   const limiter: Limiter =
@@ -354,8 +371,9 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
     status: () => status(),
     instrument: (a) => metrics?.instrument(a),
-    extraRoutes: (a, guards) => {
-      if (config.metricsPort === 0) metrics?.serve(a, guards.statusGuard);
+    extraRoutes: (a, { statusGuard, limits }) => {
+      if (config.metricsPort === 0) metrics?.serve(a, statusGuard);
+      registerDashboard(a, { guard: statusGuard, limits, frame: (key) => frame(key) });
     },
     adminToken: config.adminToken,
     apiTokens,

@@ -104,9 +104,10 @@ export interface BuildAppOptions {
   instrument?: (app: FastifyInstance) => void;
   /**
    * Registers more routes (metrics, dashboard) on the same instance; `statusGuard` is what
-   * guards /v1/status (spread it into a route's options to guard the same way).
+   * guards /v1/status (spread it into a route's options to guard the same way), `limits` the
+   * input limits keys are checked against.
    */
-  extraRoutes?: (app: FastifyInstance, guards: { statusGuard: { onRequest?: onRequestHookHandler } }) => void;
+  extraRoutes?: (app: FastifyInstance, context: { statusGuard: { onRequest?: onRequestHookHandler }; limits: Readonly<InputLimits> }) => void;
   /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
   adminToken?: string;
   /** API tokens the check, refund and usage routes need (when it requires any). */
@@ -359,7 +360,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     return reply.code(body.ready ? 200 : 503).send(body);
   });
 
-  if (opts.extraRoutes) opts.extraRoutes(app, { statusGuard });
+  if (opts.extraRoutes) opts.extraRoutes(app, { statusGuard, limits });
   return app;
 }
 

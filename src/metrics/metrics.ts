@@ -216,6 +216,19 @@ export class NodeMetrics {
     };
   }
 
+  /** Checks decided since start, all rules together. */
+  checkTotals(): { allowed: number; denied: number; bypassed: number } {
+    const t = { allowed: 0, denied: 0, bypassed: 0 };
+    for (const [rule, [allowed, denied]] of this.checks) {
+      if (rule === null) t.bypassed += allowed;
+      else {
+        t.allowed += allowed;
+        t.denied += denied;
+      }
+    }
+    return t;
+  }
+
   /** A successful SQLite write (Persistence `onFlush`). */
   observeFlush(ms: number): void {
     this.flushLatency.observe(ms / 1000);
