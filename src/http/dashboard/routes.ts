@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { parseCheckQuery } from '../query.ts';
 import type { InputLimits } from '../schemas.ts';
@@ -44,7 +44,8 @@ export function registerDashboard(app: FastifyInstance, o: DashboardOptions): vo
   const script = asset('page.js');
   const uplotJs = readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8');
   const uplotCss = readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8');
-  const streams = new Set<ServerResponse>();
+  /** Sockets of the streams served (until they close). */
+  const streams = new Set<Socket>();
   const intervalMs = o.intervalMs ?? 500;
 
   app.get('/dashboard', (_req, reply) => reply.type('text/html; charset=utf-8').send(page));
@@ -66,9 +67,12 @@ export function registerDashboard(app: FastifyInstance, o: DashboardOptions): vo
     const first = JSON.stringify(o.frame(key));
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'access-control-allow-origin': '*', 'x-accel-buffering': 'no' });
+    // `connection: close`: the socket goes with the stream (an ended stream's keep-alive socket
+    // would hold up closing the server for the keep-alive timeout).
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'close', 'access-control-allow-origin': '*', 'x-accel-buffering': 'no' });
     res.write(`data: ${first}\n\n`);
-    streams.add(res);
+    const socket = res.socket;
+    if (socket !== null) streams.add(socket);
     const timer = setInterval(() => {
       try {
         res.write(`data: ${JSON.stringify(o.frame(key))}\n\n`);
@@ -79,13 +83,14 @@ export function registerDashboard(app: FastifyInstance, o: DashboardOptions): vo
     }, intervalMs);
     const done = () => {
       clearInterval(timer);
-      streams.delete(res);
+      if (socket !== null) streams.delete(socket);
     };
     res.once('close', done);
+    socket?.once('close', done);
   });
-  // Open streams never end on their own: end them so that closing the server does not wait on them.
+  // Open streams never end on their own: cut them so that closing the server does not wait on them.
   app.addHook('preClose', (done) => {
-    for (const res of streams) res.end();
+    for (const socket of streams) socket.destroy();
     done();
   });
 }
