@@ -49,6 +49,8 @@ export function renderPrometheusConfig(targets: readonly ScrapeTarget[], opts: P
       job_name: groups.size === 1 ? 'regionlimit' : `regionlimit-${i + 1}`,
       scheme: g.scheme,
       metrics_path: g.path,
+      // regionlimit_node_info carries node and region itself: the same values, kept as they are.
+      honor_labels: true,
       ...(opts.bearerToken ? { authorization: { type: 'Bearer', credentials: opts.bearerToken } } : {}),
       static_configs: g.targets.map((t) => ({ targets: [new URL(t.metricsUrl).host], labels: { node: t.node, region: t.region } })),
     })),
@@ -77,6 +79,10 @@ export interface PrometheusServer {
   logs(): string;
   /** An instant query (PromQL) through GET /api/v1/query. */
   query(promql: string): Promise<PromSample[]>;
+  /** Every metric name Prometheus holds (GET /api/v1/label/__name__/values). */
+  metricNames(): Promise<string[]>;
+  /** The loaded rule groups (GET /api/v1/rules). */
+  rules(): Promise<Array<{ name: string; rules: Array<{ name: string; health: string; lastError?: string }> }>>;
   /** Stops the server and removes its temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -152,6 +158,14 @@ export async function startPrometheus(o: StartPrometheusOptions): Promise<Promet
     proc,
     logs: () => lines.join('\n'),
     stop,
+    async metricNames(): Promise<string[]> {
+      const res = await fetch(`${url}/api/v1/label/__name__/values`, { signal: AbortSignal.timeout(5000) });
+      return ((await res.json()) as { data: string[] }).data;
+    },
+    async rules() {
+      const res = await fetch(`${url}/api/v1/rules`, { signal: AbortSignal.timeout(5000) });
+      return ((await res.json()) as { data: { groups: Array<{ name: string; rules: Array<{ name: string; health: string; lastError?: string }> }> } }).data.groups;
+    },
     async query(promql: string): Promise<PromSample[]> {
       const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`, { signal: AbortSignal.timeout(5000) });
       const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } };

@@ -16,6 +16,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { FastifyInstance, onRequestHookHandler, onResponseHookHandler } from 'fastify';
 import type { EngineStats } from '../engine/engine.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { CodecErrorCode } from '../../crdt/index.ts';
+import type { ReplicationErrorCode } from '../replication/errors.ts';
 import type { Replicator } from '../replication/replicator.ts';
 import type { PersistenceStats } from '../storage/persistence.ts';
 import { FastHistogram, type HistogramSeries } from './histogram.ts';
@@ -42,6 +44,17 @@ export interface MetricsSources {
 
 /** The label value of a check that matched no rule (rule ids cannot contain parentheses). */
 export const NO_RULE = '(none)';
+
+/** Codes a received batch is refused with (src/replication/replicator.ts), exported from 0. */
+const REFUSAL_CODES: ReadonlyArray<CodecErrorCode | ReplicationErrorCode> = [
+  'CODEC_MALFORMED',
+  'CODEC_UNSUPPORTED_VERSION',
+  'CODEC_LIMIT_EXCEEDED',
+  'CODEC_INVALID_FIELD',
+  'REPLICATION_FORGED',
+  'REPLICATION_BATCH_TOO_LARGE',
+  'REPLICATION_TOO_MANY_PEERS',
+];
 
 /** Check routes whose HTTP latency is observed (fastify route urls). */
 const CHECK_ROUTES = new Set(['/v1/check', '/v1/check/batch']);
@@ -187,6 +200,8 @@ export class NodeMetrics {
       c.inc(rep.shipper.stats.publishErrors);
     });
     counter(r, 'regionlimit_replication_refused_total', 'Received batches refused for good, by code (CODEC_* and REPLICATION_* codes, docs/ERRORS.md).', ['code'], (c) => {
+      // Every code from 0, so that the first refusal shows as an increase.
+      for (const code of REFUSAL_CODES) c.inc({ code }, 0);
       for (const [code, n] of Object.entries(rep.refusedCounts())) c.inc({ code }, n);
     });
     counter(r, 'regionlimit_replication_refused_cells_total', 'Received cells refused as impossible for an honest node, by reason.', ['reason'], (c) => {

@@ -2,8 +2,11 @@
  * A real Prometheus (Debian's prometheus) scrapes the three local regions (real node processes
  * replicating through a real nats-server supercluster that requires credentials), and what it
  * stored is read back through its HTTP query API: checks, replication lag and the overshoot
- * bound are there for every region.
+ * bound are there for every region. The same Prometheus loads docs/alerts.yml, and every
+ * metric docs/alerts.yml and docs/grafana-dashboard.json query is one it scraped.
  */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPrometheus, type PrometheusServer } from '../../support/prometheus.ts';
 import { startSupercluster, type Supercluster } from '../../support/supercluster.ts';
@@ -21,6 +24,12 @@ rules:
 `;
 
 const NODES: NodeSpec[] = REGIONS.map((region) => ({ id: `${region}-1`, region }));
+const DOCS = resolve(import.meta.dirname, '..', '..', 'docs');
+
+/** Metric names a PromQL text uses (histogram series by their base name's _bucket). */
+function metricNames(text: string): string[] {
+  return [...new Set([...text.matchAll(/\b((?:regionlimit|process|nodejs)_[a-z0-9_]+|up)\b/g)].map((m) => m[1]))];
+}
 
 describe('Prometheus scraping three regions', () => {
   let sc: Supercluster | undefined;
@@ -30,7 +39,11 @@ describe('Prometheus scraping three regions', () => {
   beforeAll(async () => {
     sc = await startSupercluster({ regions: REGIONS, nodes: NODES });
     fleet = await Fleet.start({ cluster: sc, nodes: NODES, rules: RULES });
-    prom = await startPrometheus({ targets: fleet.nodes.map((n) => ({ metricsUrl: `${n.url}/metrics`, node: n.id, region: n.region })) });
+    prom = await startPrometheus({
+      targets: fleet.nodes.map((n) => ({ metricsUrl: `${n.url}/metrics`, node: n.id, region: n.region })),
+      files: { 'alerts.yml': readFileSync(join(DOCS, 'alerts.yml'), 'utf8') },
+      ruleFiles: ['alerts.yml'],
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -76,4 +89,19 @@ describe('Prometheus scraping three regions', () => {
       await load.stop();
     }
   }, 180_000);
+
+  it('loads docs/alerts.yml, and every metric it and docs/grafana-dashboard.json query is scraped', async () => {
+    const p = prom!;
+    const groups = await p.rules();
+    expect(groups.map((g) => g.name)).toEqual(['regionlimit']);
+    await waitFor('every rule evaluated without error', async () => (await p.rules())[0].rules.every((r) => r.health === 'ok'), { timeoutMs: 15_000 });
+    const used = [...metricNames(readFileSync(join(DOCS, 'alerts.yml'), 'utf8')), ...metricNames(JSON.stringify(JSON.parse(readFileSync(join(DOCS, 'grafana-dashboard.json'), 'utf8'))))];
+    expect(used.length).toBeGreaterThan(20);
+    const scraped = new Set(await p.metricNames());
+    expect([...new Set(used)].filter((n) => !scraped.has(n)).sort()).toEqual([]);
+    // The node labels are the targets' own (no exported_node duplicates).
+    const info = await p.query('regionlimit_node_info');
+    expect(info.map((s) => `${s.metric.region}/${s.metric.node}`).sort()).toEqual(NODES.map((n) => `${n.region}/${n.id}`).sort());
+    expect(info.every((s) => s.metric.exported_node === undefined)).toBe(true);
+  }, 60_000);
 });
