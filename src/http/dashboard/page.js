@@ -8,7 +8,8 @@
   'use strict';
   const params = new URLSearchParams(location.search);
   const key = params.get('key') || '';
-  const token = params.get('token') || '';
+  // The token stays in this tab's session storage, never in the URL (URLs end up in logs and history).
+  const token = window.sessionStorage.getItem('regionlimit-token') || '';
   const nodeUrls = (params.get('nodes') || location.origin).split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
   const form = document.getElementById('watch');
   form.key.value = key;
@@ -19,7 +20,8 @@
     const q = new URLSearchParams();
     if (form.key.value) q.set('key', form.key.value);
     if (form.nodes.value) q.set('nodes', form.nodes.value);
-    if (form.token.value) q.set('token', form.token.value);
+    if (form.token.value) window.sessionStorage.setItem('regionlimit-token', form.token.value);
+    else window.sessionStorage.removeItem('regionlimit-token');
     location.search = q.toString();
   });
   if (key) document.getElementById('usage-title').textContent = `Usage of "${key}", as each node sees it`;
