@@ -26,6 +26,7 @@ import { NodeMetrics } from './metrics/metrics.ts';
 import { serveMetrics, type MetricsServer } from './metrics/server.ts';
 import { dashboardFrame } from './http/dashboard/frame.ts';
 import { registerDashboard } from './http/dashboard/routes.ts';
+import { startTracing, traceChecks } from './tracing/tracing.ts';
 
 export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
@@ -138,6 +139,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let replicationError: string | undefined;
   let stopping = false;
   let metrics: NodeMetrics | undefined;
+  const tracing = config.otlpEndpoint !== '' ? startTracing({ endpoint: config.otlpEndpoint, node: config.nodeId, region: config.region }) : undefined;
   const persistence = new Persistence({
     engine,
     store,
@@ -185,6 +187,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await finalFlush();
     persistence.stop();
     store.close();
+    await tracing?.shutdown().catch(() => {});
   };
 
   if (replicating) {
@@ -204,7 +207,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
     transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
     transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, origin: e.origin, err: e.error }, 'refused a replicated batch'));
-    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs });
+    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, tracer: tracing?.tracer });
     // Cells restored from disk may never have been shipped (a crash before the publish): ship
     // them all again. Peers merge by max, so what they already have changes nothing.
     if (restored.cells > 0) engine.shipAllOwn();
@@ -357,7 +360,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       : engine;
   if (config.metrics) metrics = new NodeMetrics({ node: config.nodeId, region: config.region, status, readiness, replicator, now });
   const app = buildApp({
-    limiter: metrics ? metrics.wrap(limiter) : limiter,
+    limiter: ((l) => (tracing ? traceChecks(l, tracing.tracer, config.otlpCheckSample) : l))(metrics ? metrics.wrap(limiter) : limiter),
     admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
@@ -430,6 +433,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       await finalFlush();
       persistence.stop();
       store.close();
+      await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'exporting the last spans failed'));
       logger.info('stopped');
     })();
     return closing;

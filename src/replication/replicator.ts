@@ -13,6 +13,7 @@
  * merged like any other (a node that restarted, or lost its data directory, gets back what it
  * had shipped but not yet written to disk); after that they are skipped without decoding.
  */
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { CodecError, decodeDelta } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -43,6 +44,8 @@ export interface ReplicatorOptions {
   /** Batching under load (see ShipperOptions). */
   lingerMs?: ShipperOptions['lingerMs'];
   busyUtilization?: ShipperOptions['busyUtilization'];
+  /** Spans around published and applied batches (tracing on). */
+  tracer?: Tracer;
 }
 
 export type { OvershootEstimate } from './overshoot.ts';
@@ -81,6 +84,7 @@ export class Replicator {
       lingerMs: opts.lingerMs,
       busyUtilization: opts.busyUtilization,
       onError: (err) => opts.logger.warn({ err }, 'publishing a batch failed; its cells ship again with the next one'),
+      tracer: opts.tracer,
     });
   }
 
@@ -140,7 +144,12 @@ export class Replicator {
     if (own) this.stats.ownReplayed++;
     else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now);
     if (env.entries.length > 0) {
-      this.stats.applied += this.o.engine.applyRemote(env.entries, now, own ? undefined : (cl, node, inc) => this.overshootModel.countRemote(cl.scope, node, inc));
+      const span = this.o.tracer?.startSpan('replication.apply', { attributes: { 'regionlimit.peer': env.origin, 'regionlimit.cells': env.entries.length, 'regionlimit.stream': msg.stream, 'regionlimit.seq': msg.streamSeq, 'regionlimit.lag_ms': now - env.sentAt } });
+      try {
+        this.stats.applied += this.o.engine.applyRemote(env.entries, now, own ? undefined : (cl, node, inc) => this.overshootModel.countRemote(cl.scope, node, inc));
+      } finally {
+        span?.end();
+      }
     }
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
   }
