@@ -21,4 +21,9 @@ export default tseslint.config(
       'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'crdt/ takes randomness as a parameter' }],
     },
   },
+  {
+    // The dashboard's page script runs in the browser.
+    files: ['src/http/dashboard/*.js'],
+    languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', location: 'readonly', URLSearchParams: 'readonly', TextDecoderStream: 'readonly' } },
+  },
 );

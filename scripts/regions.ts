@@ -10,7 +10,7 @@
  * <root>/secrets, permissions as in the generated configs: docs/SECURITY.md). It waits until
  * JetStream is ready on every server (meta leader elected with every region in the meta group),
  * creates the streams as the admin user, waits until every node has logged its "listening"
- * line, then prints a table of the nodes and a curl hint.
+ * line, then prints a table of the nodes, a curl hint and the live dashboard's URL.
  *
  * Logs: every child's full output goes to <root>/logs/<name>.log; the terminal shows only node
  * warn/error/fatal lines and nats-server [ERR]/[FTL] lines (everything with --verbose), each
@@ -23,7 +23,10 @@
  * then stops them in order (nodes before their NATS servers); SIGHUP is handled the same way. A
  * launcher killed with SIGKILL cannot stop them: then kill the pids it printed.
  *
- *   npm run regions -- [--rules FILE] [--keep-data DIR] [--port-offset N] [--verbose]
+ * --prometheus: also starts Prometheus (support/prometheus.ts) scraping every node's /metrics
+ * every second on 127.0.0.1:9090 (+ the offset), and prints its URL.
+ *
+ *   npm run regions -- [--rules FILE] [--keep-data DIR] [--port-offset N] [--prometheus] [--verbose]
  */
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
@@ -38,6 +41,7 @@ import { DEFAULT_MAX_AGE_MS, provisionDeployment } from '../src/replication/jets
 import { natsServerProblem } from '../support/nats-server.ts';
 import { spawnNodeProcess } from '../support/node-process.ts';
 import { portFree } from '../support/ports.ts';
+import { startPrometheus, prometheusProblem, type PrometheusServer } from '../support/prometheus.ts';
 import { startSupercluster } from '../support/supercluster.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -55,6 +59,7 @@ options:
   --keep-data DIR     keep NATS stores, node data and logs in DIR (reused on the next run)
                       instead of a temp dir removed on exit
   --port-offset N     add N to every port of the topology (run beside another copy)
+  --prometheus        also run Prometheus scraping every node (port 9090 + offset)
   --verbose, -v       show every log line of every process (default: warn/error only)
   --help, -h          show this help`;
 
@@ -65,6 +70,7 @@ interface Options {
   rules: string;
   keepData: string | undefined;
   portOffset: number;
+  prometheus: boolean;
   verbose: boolean;
 }
 
@@ -74,7 +80,7 @@ function fail(message: string, code = 1): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  let values: { rules?: string; 'keep-data'?: string; 'port-offset'?: string; verbose?: boolean; help?: boolean };
+  let values: { rules?: string; 'keep-data'?: string; 'port-offset'?: string; prometheus?: boolean; verbose?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -82,6 +88,7 @@ function parseOptions(argv: string[]): Options {
         rules: { type: 'string' },
         'keep-data': { type: 'string' },
         'port-offset': { type: 'string' },
+        prometheus: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -103,6 +110,7 @@ function parseOptions(argv: string[]): Options {
     rules,
     keepData: values['keep-data'] !== undefined ? resolve(values['keep-data']) : undefined,
     portOffset: Number(offsetText),
+    prometheus: values.prometheus === true,
     verbose: values.verbose === true,
   };
 }
@@ -293,11 +301,14 @@ process.on('exit', () => {
 let dataRoot: string | undefined;
 let removeDataRoot = false;
 let shutdownPromise: Promise<never> | undefined;
+let prometheus: PrometheusServer | undefined;
 
 function shutdown(code: number): Promise<never> {
   shutdownPromise ??= (async () => {
     stopping = true;
     startup.abort(new Stopped());
+    if (prometheus) say('stopping prometheus...');
+    await prometheus?.stop();
     const nodes = children.filter((c) => c.kind === 'node' && c.running);
     const servers = children.filter((c) => c.kind === 'nats' && c.running);
     if (nodes.length) say(`stopping ${nodes.length} node(s)...`);
@@ -349,7 +360,7 @@ function table(rows: string[][]): string[] {
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   verbose = opts.verbose;
-  const problem = natsServerProblem();
+  const problem = natsServerProblem() ?? (opts.prometheus ? prometheusProblem() : undefined);
   if (problem) fail(problem);
   let topology: Topology;
   try {
@@ -360,7 +371,9 @@ async function main(): Promise<void> {
   }
   const regions = plan(topology, opts.portOffset);
   const busy: string[] = [];
-  for (const { port, what } of portsOf(regions)) if (!(await portFree(port))) busy.push(`  ${port} (${what})`);
+  const prometheusPort = 9090 + opts.portOffset;
+  const ports = [...portsOf(regions), ...(opts.prometheus ? [{ port: prometheusPort, what: 'Prometheus' }] : [])];
+  for (const { port, what } of ports) if (!(await portFree(port))) busy.push(`  ${port} (${what})`);
   if (busy.length) {
     fail(
       `port(s) already in use on ${HOST}:\n${busy.join('\n')}\n` +
@@ -449,6 +462,16 @@ async function main(): Promise<void> {
   say('');
   say(`try:  curl -s -X POST ${a}/v1/check -H 'content-type: application/json' -d '{"key":"demo"}'`);
   say(`      curl -s '${b}/v1/usage?key=demo'    # the same count, seen from another region`);
+  say(`dashboard: ${b}/dashboard?key=demo&nodes=${listed.map((s) => s.url).join(',')}`);
+  if (opts.prometheus) {
+    mkdirSync(join(dataRoot, 'prometheus'), { recursive: true });
+    prometheus = await startPrometheus({
+      targets: listed.map((s) => ({ metricsUrl: `${s.url}/metrics`, node: s.id, region: s.region.name })),
+      port: prometheusPort,
+      dir: join(dataRoot, 'prometheus'),
+    });
+    say(`prometheus: ${prometheus.url}  (scrapes every node each second; try the query sum by (region) (rate(regionlimit_checks_total[1m])))`);
+  }
   say(`logs: ${logDir}/<name>.log (terminal shows ${verbose ? 'every line' : 'warn/error lines only; --verbose for all'})`);
   say(`data: ${dataRoot}${removeDataRoot ? ' (removed on exit)' : ' (kept)'}`);
   say(`ready: ${nodeCount} node(s) in ${regions.length} region(s). Ctrl-C to stop.`);

@@ -22,6 +22,11 @@ import { Replicator } from './replication/replicator.ts';
 import type { CheckRequest, Limiter } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
+import { NodeMetrics } from './metrics/metrics.ts';
+import { serveMetrics, type MetricsServer } from './metrics/server.ts';
+import { dashboardFrame } from './http/dashboard/frame.ts';
+import { registerDashboard } from './http/dashboard/routes.ts';
+import { startTracing, traceChecks } from './tracing/tracing.ts';
 
 export interface StartNodeOptions {
   /** Clock (ms since epoch). Default Date.now. */
@@ -82,6 +87,10 @@ export interface RunningNode {
   readonly app: FastifyInstance;
   readonly logger: Logger;
   readonly replicator: Replicator | undefined;
+  /** Prometheus metrics (undefined with --metrics false). */
+  readonly metrics: NodeMetrics | undefined;
+  /** Where GET /metrics is served: the HTTP URL, or the --metrics-port listener's. */
+  readonly metricsUrl: string | undefined;
   readiness(): ReadinessReport;
   status(): NodeStatus;
   /** Re-read the API tokens file (SIGHUP). Returns whether it was read. */
@@ -129,6 +138,8 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let replicationStarted = false;
   let replicationError: string | undefined;
   let stopping = false;
+  let metrics: NodeMetrics | undefined;
+  const tracing = config.otlpEndpoint !== '' ? startTracing({ endpoint: config.otlpEndpoint, node: config.nodeId, region: config.region }) : undefined;
   const persistence = new Persistence({
     engine,
     store,
@@ -149,6 +160,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       failingSince = 0;
       logger.info({ failures, rowsWritten: persistence.stats.rowsWritten }, 'state store writes succeed again; the rows kept in memory are written');
     },
+    onFlush: (ms) => metrics?.observeFlush(ms),
   });
   // A directory that could not be written at start-up and now can: merge what it holds. Until
   // then every flush tries it (the store opens it at most once a second), idle or not.
@@ -175,6 +187,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await finalFlush();
     persistence.stop();
     store.close();
+    await tracing?.shutdown().catch(() => {});
   };
 
   if (replicating) {
@@ -194,7 +207,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
     transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
     transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, origin: e.origin, err: e.error }, 'refused a replicated batch'));
-    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, modes: { staleAfterMs: config.staleAfterMs } });
+    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, modes: { staleAfterMs: config.staleAfterMs }, tracer: tracing?.tracer });
     // Cells restored from disk may never have been shipped (a crash before the publish): ship
     // them all again. Peers merge by max, so what they already have changes nothing.
     if (restored.cells > 0) engine.shipAllOwn();
@@ -315,6 +328,21 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
+  /** What the dashboard streams: this node's view, and the followed key's usage. */
+  const frame = (key: string | undefined) => {
+    const at = now();
+    return dashboardFrame({
+      at,
+      node: config.nodeId,
+      region: config.region,
+      readiness: readiness(),
+      checks: metrics?.checkTotals() ?? null,
+      peers: replicator?.peers.stats(at) ?? [],
+      overshoot: status().overshoot,
+      usage: key === undefined ? undefined : { key, ...engine.inspect(key, undefined, at) },
+    });
+  };
+
   const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
   // `sync` durability: an admission whose commit fails is answered 503 and taken back.
   const limiter: Limiter =
@@ -332,8 +360,9 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
           policies: (ruleId) => engine.policies(ruleId),
         }
       : engine;
+  if (config.metrics) metrics = new NodeMetrics({ node: config.nodeId, region: config.region, status, readiness, replicator, now });
   const app = buildApp({
-    limiter,
+    limiter: ((l) => (tracing ? traceChecks(l, tracing.tracer, config.otlpCheckSample) : l))(metrics ? metrics.wrap(limiter) : limiter),
     admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
@@ -346,6 +375,11 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     commit: () => persistence.commitBarrier(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
     status: () => status(),
+    instrument: (a) => metrics?.instrument(a),
+    extraRoutes: (a, { statusGuard, limits }) => {
+      if (config.metricsPort === 0) metrics?.serve(a, statusGuard);
+      registerDashboard(a, { guard: statusGuard, limits, frame: (key) => frame(key) });
+    },
     adminToken: config.adminToken,
     apiTokens,
     restrictStatus: config.restrictStatus,
@@ -367,13 +401,24 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await cleanup();
     throw err;
   }
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && config.metricsPort !== 0) {
+    try {
+      metricsServer = await serveMetrics(metrics, config.host, config.metricsPort);
+    } catch (err) {
+      await app.close();
+      await cleanup();
+      throw err;
+    }
+  }
   apiTokens.watch();
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
+  const metricsUrl = metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
   logger.info(
-    { url, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
+    { url, metrics: metricsUrl, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
     'listening',
   );
 
@@ -383,18 +428,20 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       stopping = true;
       apiTokens.close();
       await app.close();
+      await metricsServer?.close();
       // Ship the last admissions (up to 2 s), then write everything (retrying a failing disk
       // for a while) and close.
       await replicator?.stop(2000).catch(() => {});
       await finalFlush();
       persistence.stop();
       store.close();
+      await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'exporting the last spans failed'));
       logger.info('stopped');
     })();
     return closing;
   };
 
-  return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+  return { config, url, engine, store, persistence, app, logger, replicator, metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
 }
 
 function readPem(file: string, flag: string): Buffer {

@@ -3,19 +3,21 @@
  * does not share its event loop). Answers `{type: 'ready', port}` once listening and stops on
  * `{type: 'stop'}`.
  *
- *   tsx bench/children/http-server.ts ours   --durability batch|sync --data DIR
+ *   tsx bench/children/http-server.ts ours   --durability batch|sync --data DIR [--metrics]
  *   tsx bench/children/http-server.ts bare                 fastify, one POST route, a Decision-like body
  *   tsx bench/children/http-server.ts bare-headers         the same + static RateLimit/RateLimit-Policy headers
  *   tsx bench/children/http-server.ts fastify-rate-limit   the same + @fastify/rate-limit (memory store)
  *
  * `ours` is wired like src/node.ts: Engine + SqliteStore + Persistence (flush every 50 ms, or a
- * group commit before answering in `sync` mode through buildApp's `commit` hook) + buildApp.
+ * group commit before answering in `sync` mode through buildApp's `commit` hook) + buildApp;
+ * `--metrics` adds the Prometheus metrics as src/node.ts does (wrapped limiter, HTTP hook, GET /metrics).
  */
 import { parseArgs } from 'node:util';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Engine } from '../../src/engine/engine.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { NodeMetrics } from '../../src/metrics/metrics.ts';
 import { Persistence } from '../../src/storage/persistence.ts';
 import { SqliteStore, type Durability } from '../../src/storage/sqlite.ts';
 import { send, stopRequested } from '../lib/child.ts';
@@ -75,7 +77,7 @@ function peerApp(withRateLimit: boolean, withHeaders = false): Promise<FastifyIn
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
-    options: { durability: { type: 'string', default: 'batch' }, data: { type: 'string' } },
+    options: { durability: { type: 'string', default: 'batch' }, data: { type: 'string' }, metrics: { type: 'boolean', default: false } },
     allowPositionals: true,
   });
   const kind = positionals[0];
@@ -90,7 +92,29 @@ async function main(): Promise<void> {
     const persistence = new Persistence({ engine, store, durability, flushIntervalMs: 50, now: Date.now });
     persistence.restore();
     persistence.start();
-    app = buildApp({ limiter: engine, now: Date.now, commit: () => persistence.commitBarrier() });
+    const metrics = values.metrics
+      ? new NodeMetrics({
+          node: 'bench',
+          region: 'bench',
+          now: Date.now,
+          replicator: undefined,
+          readiness: () => ({ ready: true, degraded: false }),
+          status: () => ({
+            engine: engine.stats(),
+            admissions: { held: 0, forgottenEarly: 0 },
+            persistence: { ...persistence.stats },
+            storage: { state: 'ok', writable: true, fault: null },
+            overshoot: [...engine.allScopes()].map((cl) => ({ ruleId: cl.ruleId, policy: cl.policy.name, limit: cl.math.capacity, windowMs: cl.spec.windowMs, bound: 0, nodes: 1 })),
+          }),
+        })
+      : undefined;
+    app = buildApp({
+      limiter: metrics ? metrics.wrap(engine) : engine,
+      now: Date.now,
+      commit: () => persistence.commitBarrier(),
+      instrument: (a) => metrics?.instrument(a),
+      extraRoutes: (a, g) => metrics?.serve(a, g.statusGuard),
+    });
     close = async () => {
       await app.close();
       persistence.stop();

@@ -34,7 +34,7 @@ async function startServer(ctx: BenchContext, kind: string, args: string[] = [])
     dataDir = mkdtempSync(join(tmpdir(), 'bench-http-'));
     args = [...args, '--data', dataDir];
   }
-  const child = new Child(SERVER, [kind, ...args], { root: ctx.root, profileDir: ctx.profileDir, profileName: `http-${kind}${args.includes('sync') ? '-sync' : ''}` });
+  const child = new Child(SERVER, [kind, ...args], { root: ctx.root, profileDir: ctx.profileDir, profileName: `http-${kind}${args.includes('sync') ? '-sync' : ''}${args.includes('--metrics') ? '-metrics' : ''}` });
   try {
     const m = await child.next(60_000);
     return { child, url: `http://127.0.0.1:${m.port as number}`, dataDir };
@@ -62,19 +62,20 @@ export const httpSection: Section = {
     const single = JSON.stringify({ key: 'user:1' });
     const batch = JSON.stringify({ checks: Array.from({ length: BATCH_SIZE }, (_, i) => ({ key: `user:${i}` })) });
 
-    ctx.log('http: starting servers (bare, bare-headers, fastify-rate-limit, ours batch, ours sync)');
+    ctx.log('http: starting servers (bare, bare-headers, fastify-rate-limit, ours batch, ours sync, ours with metrics)');
     const started = await Promise.allSettled([
       startServer(ctx, 'bare'),
       startServer(ctx, 'bare-headers'),
       startServer(ctx, 'fastify-rate-limit'),
       startServer(ctx, 'ours', ['--durability', 'batch']),
       startServer(ctx, 'ours', ['--durability', 'sync']),
+      startServer(ctx, 'ours', ['--durability', 'batch', '--metrics']),
     ]);
     const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     try {
       const failed = started.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      const [bareS, bareHS, frlS, oursS, syncS] = servers;
+      const [bareS, bareHS, frlS, oursS, syncS, metricsS] = servers;
       const mk = (id: string, label: string, server: Server, path: string, body: string, connections = CONNECTIONS): Target => ({ id, label, server, path, body, connections, runs: [], serverCpuS: 0, loaderCpuS: 0 });
       const tBare = mk('bare', 'bare fastify', bareS, '/v1/check', single);
       const tBareH = mk('bareHeaders', 'bare fastify + RateLimit headers', bareHS, '/v1/check', single);
@@ -82,7 +83,8 @@ export const httpSection: Section = {
       const tOurs = mk('ours', 'ours', oursS, '/v1/check', single);
       const tBatch = mk('batch', 'ours batch endpoint', oursS, '/v1/check/batch', batch);
       const tSync = mk('sync', 'ours sync', syncS, '/v1/check', single);
-      const main = [tBare, tBareH, tFrl, tOurs, tBatch, tSync];
+      const tMetrics = mk('metrics', 'ours with metrics', metricsS, '/v1/check', single);
+      const main = [tBare, tBareH, tFrl, tOurs, tBatch, tSync, tMetrics];
 
       ctx.log(`http: warm-up ${warmS} s per target`);
       for (const t of main) await load({ url: `${t.server.url}${t.path}`, body: t.body, connections: t.connections, durationS: warmS });
@@ -98,6 +100,7 @@ export const httpSection: Section = {
       const ours = measured('ours /v1/check', tOurs);
       const oursBatch = measured('ours /v1/check/batch', tBatch);
       const sync = measured('ours sync', tSync);
+      const withMetrics = measured('ours with metrics', tMetrics);
       const oursC1 = measured('ours c=1', tOursC1);
       const syncC1 = measured('ours sync c=1', tSyncC1);
 
@@ -108,6 +111,7 @@ export const httpSection: Section = {
         figure('http.ours.check', `ours POST /v1/check (batch durability), c=${CONNECTIONS}`, ours),
         figure('http.ours.batch', `ours POST /v1/check/batch × ${BATCH_SIZE}, c=${CONNECTIONS} (checks/s)`, oursBatch, 'checks/s', BATCH_SIZE),
         figure('http.oursSync.check', `ours POST /v1/check (sync durability), c=${CONNECTIONS}`, sync),
+        figure('http.oursMetrics.check', `ours POST /v1/check with Prometheus metrics (batch durability), c=${CONNECTIONS}`, withMetrics),
         figure('http.ours.checkC1', 'ours POST /v1/check (batch durability), c=1', oursC1),
         figure('http.oursSync.checkC1', 'ours POST /v1/check (sync durability), c=1', syncC1),
       ];
@@ -118,6 +122,7 @@ export const httpSection: Section = {
       const checks: Check[] = [
         check('http.ratio.fastifyRateLimit', 'req/s vs fastify + @fastify/rate-limit', rps(ours), rps(frl), paired(ours, frl, rpsRatio), '×', { op: '>=', value: 1.0 }),
         check('http.ratio.bare', 'req/s vs bare fastify', rps(ours), rps(bare), paired(ours, bare, rpsRatio), '×', { op: '>=', value: 0.9 }),
+        check('http.ratio.metrics', 'req/s with Prometheus metrics on vs off', rps(withMetrics), rps(ours), paired(withMetrics, ours, rpsRatio), '×', { op: '>=', value: 0.97 }),
         check('http.p99.bare', 'p99 vs bare fastify p99', `p99 ${ms(ours.p99Ms)}`, `p99 ${ms(bare.p99Ms)}`, paired(ours, bare, p99Diff), 'ms', { op: '<=', value: 1 }),
         check(
           'http.ratio.batch',

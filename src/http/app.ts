@@ -19,7 +19,7 @@
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
 import { AdmissionLedger } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
@@ -100,8 +100,14 @@ export interface BuildAppOptions {
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
-  /** Registers more routes (metrics) on the same instance. */
-  extraRoutes?: (app: FastifyInstance) => void;
+  /** Called on the new instance before any route is declared (metrics: per-route hooks). */
+  instrument?: (app: FastifyInstance) => void;
+  /**
+   * Registers more routes (metrics, dashboard) on the same instance; `statusGuard` is what
+   * guards /v1/status (spread it into a route's options to guard the same way), `limits` the
+   * input limits keys are checked against.
+   */
+  extraRoutes?: (app: FastifyInstance, context: { statusGuard: { onRequest?: onRequestHookHandler }; limits: Readonly<InputLimits> }) => void;
   /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
   adminToken?: string;
   /** API tokens the check, refund and usage routes need (when it requires any). */
@@ -193,6 +199,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     ...fastifyServerOptions(serverLimits),
   }) as unknown as FastifyInstance;
   applyServerLimits(app, serverLimits);
+  // Before any route, so that its onRoute hooks see them all (metrics).
+  opts.instrument?.(app);
 
   // Only JSON bodies: drop the default text/plain parser so it is refused with 415.
   app.removeContentTypeParser('text/plain');
@@ -352,7 +360,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     return reply.code(body.ready ? 200 : 503).send(body);
   });
 
-  if (opts.extraRoutes) opts.extraRoutes(app);
+  if (opts.extraRoutes) opts.extraRoutes(app, { statusGuard, limits });
   return app;
 }
 

@@ -13,6 +13,7 @@
  * merged like any other (a node that restarted, or lost its data directory, gets back what it
  * had shipped but not yet written to disk); after that they are skipped without decoding.
  */
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { CodecError, decodeDelta } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -20,7 +21,7 @@ import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { DegradationMonitor, type ModeOptions } from './modes.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
-import type { ReplicatedMessage, Transport } from './port.ts';
+import type { ReplicatedMessage, Transport, TransportStatus } from './port.ts';
 import { Shipper, type ShipperOptions } from './shipper.ts';
 
 /** Where merged stream positions go to be committed with the cells (persistence implements it). */
@@ -46,6 +47,8 @@ export interface ReplicatorOptions {
   /** Batching under load (see ShipperOptions). */
   lingerMs?: ShipperOptions['lingerMs'];
   busyUtilization?: ShipperOptions['busyUtilization'];
+  /** Spans around published and applied batches (tracing on). */
+  tracer?: Tracer;
 }
 
 export type { OvershootEstimate } from './overshoot.ts';
@@ -67,7 +70,7 @@ export class Replicator {
   private started = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly lastRefused = { message: '' };
-  readonly stats = { messages: 0, applied: 0, refused: 0, ownReplayed: 0, ownSkipped: 0 };
+  readonly stats = { messages: 0, bytes: 0, applied: 0, refused: 0, ownReplayed: 0, ownSkipped: 0 };
   /** Refused batches by code (CodecError and ReplicationError codes). */
   private readonly refusedByCode: Record<string, number> = {};
   private readonly maxCells: number;
@@ -91,6 +94,7 @@ export class Replicator {
       lingerMs: opts.lingerMs,
       busyUtilization: opts.busyUtilization,
       onError: (err) => opts.logger.warn({ err }, 'publishing a batch failed; its cells ship again with the next one'),
+      tracer: opts.tracer,
     });
   }
 
@@ -146,19 +150,25 @@ export class Replicator {
       throw err;
     }
     this.stats.messages++;
+    this.stats.bytes += msg.data.byteLength;
     if (own) this.stats.ownReplayed++;
     else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now);
     if (env.entries.length > 0) {
-      this.stats.applied += this.o.engine.applyRemote(
-        env.entries,
-        now,
-        own
-          ? undefined
-          : (cl, node, inc, slot) => {
-              this.overshootModel.countRemote(cl.scope, node, inc);
-              this.modes.countRemote(cl.scope, cl.spec.windowMs, node, slot * cl.math.slotMs, inc);
-            },
-      );
+      const span = this.o.tracer?.startSpan('replication.apply', { attributes: { 'regionlimit.peer': env.origin, 'regionlimit.cells': env.entries.length, 'regionlimit.stream': msg.stream, 'regionlimit.seq': msg.streamSeq, 'regionlimit.lag_ms': now - env.sentAt } });
+      try {
+        this.stats.applied += this.o.engine.applyRemote(
+          env.entries,
+          now,
+          own
+            ? undefined
+            : (cl, node, inc, slot) => {
+                this.overshootModel.countRemote(cl.scope, node, inc);
+                this.modes.countRemote(cl.scope, cl.spec.windowMs, node, slot * cl.math.slotMs, inc);
+              },
+        );
+      } finally {
+        span?.end();
+      }
     }
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
   }
@@ -194,6 +204,16 @@ export class Replicator {
   overshoot(now = this.o.now()): OvershootEstimate[] {
     this.overshootModel.tick(now);
     return this.overshootModel.estimate(this.peers, now);
+  }
+
+  /** The transport's connection and stream progress (metrics). */
+  transportStatus(): TransportStatus {
+    return this.o.transport.status();
+  }
+
+  /** Refused batches by code since start (metrics). */
+  refusedCounts(): Readonly<Record<string, number>> {
+    return this.refusedByCode;
   }
 
   status(now = this.o.now()): Record<string, unknown> {

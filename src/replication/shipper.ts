@@ -28,6 +28,7 @@
  * An idle node publishes an empty batch every `heartbeatMs`, so every other node knows how
  * stale its view of this node is.
  */
+import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { randomBytes } from 'node:crypto';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
@@ -53,6 +54,8 @@ export interface ShipperOptions {
   busyUtilization?: number;
   /** Told of every failed publish (logging). */
   onError?: (err: unknown) => void;
+  /** Spans `replication.publish` around each published batch with cells (tracing on). */
+  tracer?: Tracer;
 }
 
 export interface ShipperStats {
@@ -80,7 +83,7 @@ const RETRY_MAX_MS = 1000;
 
 export class Shipper {
   readonly stats: ShipperStats = { rounds: 0, messages: 0, cells: 0, bytes: 0, heartbeats: 0, priority: 0, publishErrors: 0, requeued: 0, largestRound: 0, lingered: 0, lastAckAt: 0 };
-  private readonly o: Required<Omit<ShipperOptions, 'onError'>> & ShipperOptions;
+  private readonly o: Required<Omit<ShipperOptions, 'onError' | 'tracer'>> & ShipperOptions;
   /** Message ids are `<node>:<boot id>:<n>`: unique per process life, so JetStream dedupes only true retries. */
   private readonly bootId = randomBytes(6).toString('hex');
   private seq = 0;
@@ -217,10 +220,15 @@ export class Shipper {
         const seq = ++this.seq;
         const bytes = encodeDelta({ v: WIRE_VERSION, origin: this.o.nodeId, seq, sentAt, entries });
         this.inflight++;
+        const span = entries.length > 0 ? this.o.tracer?.startSpan('replication.publish', { attributes: { 'regionlimit.cells': entries.length, 'regionlimit.bytes': bytes.byteLength, 'regionlimit.seq': seq } }) : undefined;
         try {
           await this.o.transport.publish(bytes, `${this.o.nodeId}:${this.bootId}:${seq}`);
+        } catch (err) {
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error)?.message });
+          throw err;
         } finally {
           this.inflight--;
+          span?.end();
         }
         this.stats.messages++;
         this.stats.bytes += bytes.byteLength;

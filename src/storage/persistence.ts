@@ -40,6 +40,8 @@ export interface PersistenceOptions {
   onError?: (err: StorageError) => void;
   /** Told when a write succeeds after `failures` failed ones (logging). */
   onRecovered?: (failures: number) => void;
+  /** Called after every successful write with its duration (ms) and rows (metrics). */
+  onFlush?: (ms: number, rows: number) => void;
 }
 
 export interface PersistenceStats {
@@ -55,7 +57,7 @@ export interface PersistenceStats {
 }
 
 export class Persistence {
-  private readonly o: Required<Omit<PersistenceOptions, 'onError' | 'onRecovered'>> & PersistenceOptions;
+  private readonly o: Required<Omit<PersistenceOptions, 'onError' | 'onRecovered' | 'onFlush'>> & PersistenceOptions;
   /** Failed writes since the last successful one. */
   private failedInARow = 0;
   private timers: NodeJS.Timeout[] = [];
@@ -203,6 +205,7 @@ export class Persistence {
     this.stats.flushes++;
     this.stats.rowsWritten += cells.length;
     this.stats.lastFlushMs = performance.now() - t0;
+    this.o.onFlush?.(this.stats.lastFlushMs, cells.length);
     if (this.failedInARow > 0) {
       const failed = this.failedInARow;
       this.failedInARow = 0;

@@ -1,7 +1,8 @@
 /**
- * `npm run regions` end to end: runs `tsx scripts/regions.ts --port-offset N` as a child process
- * (N chosen so every shifted port is free), waits for its table of nodes, counts a key on one
- * region's node and sees the same usage on the other regions' nodes, then sends SIGINT and
+ * `npm run regions` end to end: runs `tsx scripts/regions.ts --port-offset N --prometheus` as a
+ * child process (N chosen so every shifted port is free), waits for its table of nodes, counts a
+ * key on one region's node and sees the same usage on the other regions' nodes, finds every node
+ * up in the Prometheus it started and the dashboard at the URL it printed, then sends SIGINT and
  * checks that the launcher exits 0 and leaves no process, port or temp dir behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,6 +16,8 @@ import { TEST_PORT_MIN, portFree } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const root = resolve(import.meta.dirname, '../..');
+/** Where the launcher's --prometheus listens, before the offset. */
+const PROMETHEUS_PORT = 9090;
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
 const topology = loadTopology();
 const basePorts = topology.regions.flatMap((r) => [
@@ -23,7 +26,7 @@ const basePorts = topology.regions.flatMap((r) => [
   r.nats.gatewayPort,
   r.nats.monitorPort,
   ...r.nodes.map((n) => n.httpPort),
-]);
+]).concat([PROMETHEUS_PORT]);
 
 /** Whether something accepts connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -114,7 +117,7 @@ afterAll(async () => {
 describe('npm run regions (scripts/regions.ts)', () => {
   it('starts every region, replicates a key across regions and stops cleanly on SIGINT', async () => {
     const offset = await pickOffset();
-    const proc = spawn(tsx, ['scripts/regions.ts', '--port-offset', String(offset)], {
+    const proc = spawn(tsx, ['scripts/regions.ts', '--port-offset', String(offset), '--prometheus'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
@@ -185,6 +188,25 @@ describe('npm run regions (scripts/regions.ts)', () => {
         { timeoutMs: 15_000, intervalMs: 100, describe: output },
       );
     }
+
+    // The Prometheus it started scrapes every node; the dashboard URL it printed serves the page.
+    const promUrl = out.map((l) => /^prometheus: (http:\/\/\S+)/.exec(l)?.[1]).find((u) => u !== undefined);
+    expect(promUrl, output()).toBe(`http://127.0.0.1:${PROMETHEUS_PORT + offset}`);
+    await waitFor(
+      'every node up in Prometheus',
+      async () => {
+        const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sum(up{job="regionlimit"})')}`, { signal: AbortSignal.timeout(2000) });
+        const body = (await res.json()) as { data: { result: Array<{ value: [number, string] }> } };
+        return Number(body.data.result[0]?.value[1]) === expectedNodes.length;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: output },
+    );
+    const dashboard = out.map((l) => /^dashboard: (http:\/\/\S+)/.exec(l)?.[1]).find((u) => u !== undefined);
+    expect(dashboard, output()).toBeDefined();
+    for (const n of nodes) expect(dashboard).toContain(n.url);
+    const page = await fetch(dashboard!, { signal: AbortSignal.timeout(2000) });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('uPlot.iife.min.js');
 
     // Ctrl-C: exit 0, every child gone, every port closed, the temp dir removed.
     proc.kill('SIGINT');
