@@ -204,6 +204,14 @@ export class NodeMetrics {
       for (const code of REFUSAL_CODES) c.inc({ code }, 0);
       for (const [code, n] of Object.entries(rep.refusedCounts())) c.inc({ code }, n);
     });
+    gauge(r, 'regionlimit_degradation_active', '1 while a peer is staler than --stale-after or NATS is unreachable: rules apply their degradation mode (share, open, closed).', [], (g) => {
+      g.set(rep.modes.status().degraded ? 1 : 0);
+    });
+    counter(r, 'regionlimit_degraded_denials_total', 'Checks denied by a rule\'s degradation mode while degraded (share: this node used its share; closed).', ['mode'], (c) => {
+      const e = snapshot().status.engine;
+      c.inc({ mode: 'share' }, e.degradedShareDenials);
+      c.inc({ mode: 'closed' }, e.degradedClosedDenials);
+    });
     counter(r, 'regionlimit_replication_refused_cells_total', 'Received cells refused as impossible for an honest node, by reason.', ['reason'], (c) => {
       for (const [reason, n] of Object.entries(snapshot().status.engine.refusedCells)) c.inc({ reason }, n);
     });

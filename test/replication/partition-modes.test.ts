@@ -71,6 +71,12 @@ describe('degradation modes across real regions', () => {
     expect(open[0]).toBe(LIMIT); // the cut-off side admits its whole limit alone
     expect(closed).toEqual([0, 0, 0]);
 
+    // The metrics say it too.
+    const metrics = await (await fetch(`${fleet.nodes[1]!.url}/metrics`)).text();
+    expect(metrics).toMatch(/^regionlimit_degradation_active(\{[^}]*\})? 1$/m);
+    expect(Number(/^regionlimit_degraded_denials_total\{[^}]*mode="share"[^}]*\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(Number(/^regionlimit_degraded_denials_total\{[^}]*mode="closed"[^}]*\} (\d+)$/m.exec(metrics)?.[1])).toBe(20);
+
     sc.region('us-east').heal();
     const healedAt = performance.now();
     await waitFor('every node to leave the mode', async () => (await Promise.all(fleet.nodes.map((n) => status(n.url)))).every((s) => !s.replication.degradation.degraded), { timeoutMs: 30_000, intervalMs: 50 });
