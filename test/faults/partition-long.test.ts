@@ -94,13 +94,15 @@ describe('long faults', () => {
     const plain = load.admitted((o) => o.key === 'plain');
     const shared = load.admitted((o) => o.key === 'sh:flap');
     const healedAt = performance.now();
+    // A request that failed on the client side (status 0, e.g. a time-out on a loaded machine)
+    // may or may not have been admitted: the converged count lies between the admitted and that.
     const seen: Record<string, number[]> = {};
     for (const [key, admitted] of [['plain', plain], ['sh:flap', shared]] as const) {
-      await waitFor(`${key} to converge on what was admitted (${admitted})`, async () => (seen[key] = await Promise.all(f.nodes.map((n) => usage(n.url, key)))).every((u) => u === admitted), {
-        timeoutMs: 60_000,
-        intervalMs: 200,
-        describe: () => `usages ${JSON.stringify(seen[key])}, failed requests ${load.outcomes.filter((o) => o.key === key && o.status === 0).length}`,
-      });
+      const unknown = load.outcomes.filter((o) => o.key === key && o.status === 0).length;
+      await waitFor(`${key} to converge on what was admitted (${admitted}, ${unknown} unknown)`, async () => {
+        const u = (seen[key] = await Promise.all(f.nodes.map((n) => usage(n.url, key))));
+        return u.every((x) => x === u[0]) && u[0]! >= admitted && u[0]! <= admitted + unknown;
+      }, { timeoutMs: 60_000, intervalMs: 200, describe: () => `usages ${JSON.stringify(seen[key])}` });
     }
     figure('flapping 1 s / 1 s for 2 min', `${flaps} flaps; ${plain} admitted on an unlimited key and ${shared} on a key limited to ${LIMIT} (share), converged ${Math.round(performance.now() - healedAt)} ms after the last heal; nothing lost or doubled`);
     expect(plain).toBeGreaterThan(0);
