@@ -1,8 +1,9 @@
 /**
  * Composition root of one limiter node: rules → engine → state store → persistence →
- * replication → HTTP. main.ts turns flags and environment into a NodeConfig and calls
- * startNode(); tests and the regions launcher call startNode() directly or run main.ts as a
- * process. The parts do not call each other back: the shipper waits on the engine's change
+ * replication (`buildNode`), then the HTTP app over them (`buildHttp`), then listening
+ * (`startNode`). main.ts turns flags and environment into a NodeConfig and calls startNode();
+ * the embedded limiter (src/embedded.ts) assembles the same parts without HTTP; tests and the
+ * regions launcher call startNode() directly or run main.ts as a process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
 import { randomUUID } from 'node:crypto';
@@ -19,11 +20,13 @@ import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
 import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
-import type { CheckRequest, Limiter } from './engine/types.ts';
+import type { CheckRequest, Limiter, RulesConfig } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
 
 export interface StartNodeOptions {
+  /** The rules, already validated (default: read from config.rules). */
+  rules?: RulesConfig;
   /** Clock (ms since epoch). Default Date.now. */
   now?: () => number;
   logger?: Logger;
@@ -73,6 +76,29 @@ export interface NodeStatus {
   overshoot: Array<{ ruleId: string; policy: string; limit: number; windowMs: number; bound: number; nodes: number; [k: string]: unknown }>;
 }
 
+/** A node's parts, assembled and replicating but not serving HTTP (buildNode). */
+export interface NodeParts {
+  readonly config: Readonly<NodeConfig>;
+  readonly engine: Engine;
+  /** What decides: the engine, or with `sync` durability the engine whose admissions wait on the commit. */
+  readonly limiter: Limiter;
+  readonly admissions: AdmissionLedger;
+  readonly apiTokens: ApiTokens;
+  /** HTTPS listener certificate and key, read at build time; undefined: plain HTTP. */
+  readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  /** Durability barrier after something was counted (a promise with `sync` durability). */
+  commit(): Promise<unknown> | undefined;
+  readonly now: () => number;
+  readonly store: DataDirectory;
+  readonly persistence: Persistence;
+  readonly logger: Logger;
+  readonly replicator: Replicator | undefined;
+  readiness(): ReadinessReport;
+  status(): NodeStatus;
+  /** Stop replication (shipping the last admissions for up to `shipMs`), flush everything and close the store. Safe to call twice. */
+  close(shipMs?: number): Promise<void>;
+}
+
 export interface RunningNode {
   readonly config: Readonly<NodeConfig>;
   readonly url: string;
@@ -90,11 +116,12 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
+/** Assemble a node's parts: rules, engine, state store, persistence and replication (started and caught up as the configuration says). */
+export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<NodeParts> {
   const now = opts.now ?? Date.now;
   const startedAt = now();
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
-  const rules = loadRulesFile(config.rules);
+  const rules = opts.rules ?? loadRulesFile(config.rules);
   const natsAuth = natsCredentials(config);
   // Read the secrets before anything is opened: a bad file stops start-up with its code.
   const tls = config.tlsCert !== '' ? { cert: readPem(config.tlsCert, '--tls-cert'), key: readPem(config.tlsKey, '--tls-key') } : undefined;
@@ -330,7 +357,28 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
           policies: (ruleId) => engine.policies(ruleId),
         }
       : engine;
-  const app = buildApp({
+  let closing: Promise<void> | undefined;
+  const close = (shipMs = 2000): Promise<void> => {
+    closing ??= (async () => {
+      stopping = true;
+      apiTokens.close();
+      // Ship the last admissions (up to shipMs), then write everything (retrying a failing disk
+      // for a while) and close.
+      await replicator?.stop(shipMs).catch(() => {});
+      await finalFlush();
+      persistence.stop();
+      store.close();
+    })();
+    return closing;
+  };
+  const commit = () => persistence.commitBarrier();
+  return { config, engine, limiter, admissions, apiTokens, tls, commit, now, store, persistence, logger, replicator, readiness, status, close };
+}
+
+/** The HTTP app over a node's parts (not listening). */
+export function buildHttp(parts: NodeParts): FastifyInstance {
+  const { config, limiter, admissions, now, engine, apiTokens } = parts;
+  return buildApp({
     limiter,
     admissions,
     now,
@@ -340,10 +388,10 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     maxMetadataEntries: config.maxMetadataEntries,
     maxMetadataValueBytes: config.maxMetadataValueBytes,
     denyStatus: config.denyStatus,
-    readiness,
-    commit: () => persistence.commitBarrier(),
+    readiness: () => parts.readiness(),
+    commit: () => parts.commit(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
-    status: () => status(),
+    status: () => parts.status(),
     adminToken: config.adminToken,
     apiTokens,
     restrictStatus: config.restrictStatus,
@@ -356,13 +404,20 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       requestTimeoutMs: config.requestTimeoutMs,
       headersTimeoutMs: config.headersTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-      tls,
+      tls: parts.tls,
     },
   });
+}
+
+/** Build a node, its HTTP app, and listen. */
+export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
+  const parts = await buildNode(config, opts);
+  const { logger, apiTokens, tls, replicator } = parts;
+  const app = buildHttp(parts);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
-    await cleanup();
+    await parts.close(0);
     throw err;
   }
   apiTokens.watch();
@@ -378,20 +433,14 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      stopping = true;
-      apiTokens.close();
       await app.close();
-      // Ship the last admissions (up to 2 s), then write everything (retrying a failing disk
-      // for a while) and close.
-      await replicator?.stop(2000).catch(() => {});
-      await finalFlush();
-      persistence.stop();
-      store.close();
+      await parts.close(2000);
       logger.info('stopped');
     })();
     return closing;
   };
 
+  const { engine, store, persistence, readiness, status } = parts;
   return { config, url, engine, store, persistence, app, logger, replicator, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
 }
 

@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { AdmissionLedger } from '../engine/admissions.ts';
+import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
@@ -207,12 +207,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
   const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
   /** Names an allowed check that counted, for a refund. */
-  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => {
-    if (d.allowed && d.ruleId !== null) {
-      d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
-    }
-    return d;
-  };
+  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => admit(d, req, at, limiter, ledger);
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
   const methodsByPath = new Map<string, string[]>();

@@ -58,6 +58,10 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   STORAGE_INCOMPATIBLE: 500,
   NOT_READY: 503,
   INTERNAL: 500,
+  LIMITER_CLOSED: 503,
+  LIMITER_UNREACHABLE: 502,
+  LIMITER_TIMEOUT: 504,
+  LIMITER_BAD_RESPONSE: 502,
 });
 
 /** Body of every error response. */
