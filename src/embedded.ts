@@ -44,6 +44,11 @@ export interface CreateLimiterOptions {
   /** Log level of the limiter's own pino logger (default "warn"), or a logger. */
   logLevel?: NodeConfig['logLevel'];
   logger?: Logger;
+  /**
+   * Issue an admission id with every allowed check, for `refund()` (default true). Holding the
+   * ids costs most of an embedded check's time; `false` skips them (refund() is then refused).
+   */
+  refunds?: boolean;
   /** Any other node option by its flag name, e.g. `{ 'flush-interval': '50ms', 'nats-nkey-file': 'node.nk' }`. */
   options?: Readonly<Record<string, string>>;
 }
@@ -92,7 +97,7 @@ export async function createLimiter(o: CreateLimiterOptions): Promise<Limiter> {
   }
   const config = loadConfig(toArgv(o, rulesFile), {});
   const parts = await buildNode(config, { rules, logger: o.logger });
-  return new EmbeddedLimiter(parts);
+  return new EmbeddedLimiter(parts, o.refunds !== false);
 }
 
 class EmbeddedLimiter implements Limiter {
@@ -101,7 +106,10 @@ class EmbeddedLimiter implements Limiter {
   private readonly validate: ValidateFunction;
   private closed = false;
 
-  constructor(private readonly parts: NodeParts) {
+  constructor(
+    private readonly parts: NodeParts,
+    private readonly refunds: boolean,
+  ) {
     const c = parts.config;
     this.nodeId = c.nodeId;
     this.limits = { ...DEFAULT_LIMITS, maxKeyBytes: c.maxKeyBytes, maxBatch: c.maxBatch, maxMetadataEntries: c.maxMetadataEntries, maxMetadataValueBytes: c.maxMetadataValueBytes };
@@ -122,7 +130,8 @@ class EmbeddedLimiter implements Limiter {
 
   private decide(req: CheckRequest, t: number): Decision {
     const { limiter, admissions } = this.parts;
-    return admit(limiter.decide(req, t), req, t, limiter, admissions);
+    const d = limiter.decide(req, t);
+    return this.refunds ? admit(d, req, t, limiter, admissions) : d;
   }
 
   async check(req: CheckRequest): Promise<Decision> {
@@ -146,6 +155,7 @@ class EmbeddedLimiter implements Limiter {
 
   async refund(admissionId: string): Promise<RefundResult> {
     if (this.closed) throw new LimiterError('LIMITER_CLOSED', 'the limiter is closed');
+    if (!this.refunds) throw new LimiterError('CONFIG_INVALID', 'this limiter was created with refunds: false and issues no admission ids');
     if (typeof admissionId !== 'string' || admissionId === '') throw new LimiterError('ADMISSION_ID_MISSING', 'refund needs the admissionId a check answered');
     const t = this.parts.now();
     const result = this.parts.limiter.refundAdmission(this.parts.admissions.take(admissionId, t), t);

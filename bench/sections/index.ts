@@ -3,10 +3,11 @@
  * plus one line here; `--only <id>` selects it.
  */
 import type { Section } from '../lib/types.ts';
+import { clientSection } from './client.ts';
 import { decideSection } from './decide.ts';
 import { httpSection } from './http.ts';
 import { memorySection } from './memory.ts';
 import { replicationSection } from './replication.ts';
 import { restartSection } from './restart.ts';
 
-export const SECTIONS: readonly Section[] = [decideSection, httpSection, memorySection, restartSection, replicationSection];
+export const SECTIONS: readonly Section[] = [decideSection, httpSection, memorySection, restartSection, replicationSection, clientSection];

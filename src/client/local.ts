@@ -4,6 +4,7 @@
  * (fail open, fail closed, or a local limit decided by the engine itself on in-memory counts).
  */
 import { createEngine, type Engine } from '../engine/engine.ts';
+import { ExpiryQueue } from '../engine/fifo.ts';
 import { validateRules } from '../engine/rules.ts';
 import type { CheckRequest, Decision } from '../engine/types.ts';
 
@@ -26,6 +27,8 @@ export function checkIdentity(req: CheckRequest): string {
 }
 
 interface Denial {
+  /** When the entry may go (its Retry-After). */
+  expiresAt: number;
   until: number;
   cost: number;
   d: Decision;
@@ -34,7 +37,7 @@ interface Denial {
 
 /** Denied checks remembered until their Retry-After (bounded; the oldest forgotten first). */
 export class DenialCache {
-  private readonly entries = new Map<string, Denial>();
+  private readonly entries = new ExpiryQueue<Denial>();
   constructor(private readonly maxEntries = 10_000) {}
 
   get size(): number {
@@ -48,11 +51,9 @@ export class DenialCache {
     }
     // Only denials about usage, with a time to wait.
     if (d.code !== undefined || d.retryAfterMs <= 0) return;
-    if (this.entries.size >= this.maxEntries && !this.entries.has(id)) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done !== true) this.entries.delete(oldest.value);
-    }
-    this.entries.set(id, { until: now + d.retryAfterMs, cost: req.cost ?? 1, d, at: now });
+    if (this.entries.size >= this.maxEntries && this.entries.get(id) === undefined) this.entries.shift();
+    const until = now + d.retryAfterMs;
+    this.entries.push(id, { expiresAt: until, until, cost: req.cost ?? 1, d, at: now });
   }
 
   /** A local denial for a check that would certainly be denied now (same key, at least the same cost, before its Retry-After). */

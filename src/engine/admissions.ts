@@ -13,6 +13,7 @@
  * Time is a parameter of every call.
  */
 import { LimiterError, type ErrorCode } from './errors.ts';
+import { ExpiryQueue } from './fifo.ts';
 import type { AdmissionRecord, CheckRequest, Decision, Limiter } from './types.ts';
 
 /** What an admission counted: enough to give exactly it back. */
@@ -53,7 +54,7 @@ export class AdmissionLedger {
   private readonly maxEntries: number;
   private readonly token: () => string;
   /** Per time-to-live, ids in issue order (so in expiry order). */
-  private readonly byTtl = new Map<number, Map<string, Entry>>();
+  private readonly byTtl = new Map<number, ExpiryQueue<Entry>>();
   private count = 0;
   /** Ids forgotten before their window passed because the ledger was full. */
   forgottenEarly = 0;
@@ -75,8 +76,8 @@ export class AdmissionLedger {
     const expiresAt = now + ttlMs;
     const id = `${this.nodeId}.${expiresAt.toString(36)}.${this.token()}`;
     let fifo = this.byTtl.get(ttlMs);
-    if (fifo === undefined) this.byTtl.set(ttlMs, (fifo = new Map()));
-    fifo.set(id, { ruleId: a.ruleId, key: a.key, at: a.at, cost: a.cost, expiresAt, refunded: false });
+    if (fifo === undefined) this.byTtl.set(ttlMs, (fifo = new ExpiryQueue()));
+    fifo.push(id, { ruleId: a.ruleId, key: a.key, at: a.at, cost: a.cost, expiresAt, refunded: false });
     this.count++;
     return id;
   }
@@ -107,32 +108,24 @@ export class AdmissionLedger {
   /** Forget every admission whose window has passed. */
   expire(now: number): void {
     for (const [ttl, fifo] of this.byTtl) {
-      for (const [id, e] of fifo) {
-        if (e.expiresAt > now) break;
-        fifo.delete(id);
-        this.count--;
-      }
+      this.count -= fifo.expire(now);
       if (fifo.size === 0) this.byTtl.delete(ttl);
     }
   }
 
   /** The ledger is full: forget the id that would expire first. */
   private forgetSoonest(): void {
-    let best: Map<string, Entry> | undefined;
-    let bestId = '';
+    let best: ExpiryQueue<Entry> | undefined;
     let bestAt = Infinity;
     for (const fifo of this.byTtl.values()) {
-      for (const [id, e] of fifo) {
-        if (e.expiresAt < bestAt) {
-          bestAt = e.expiresAt;
-          best = fifo;
-          bestId = id;
-        }
-        break;
+      const e = fifo.peek();
+      if (e !== undefined && e.expiresAt < bestAt) {
+        bestAt = e.expiresAt;
+        best = fifo;
       }
     }
     if (best === undefined) return;
-    best.delete(bestId);
+    best.shift();
     this.count--;
     this.forgottenEarly++;
   }

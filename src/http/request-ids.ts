@@ -5,6 +5,7 @@
  * a retried check never counts twice. Memory is bounded (oldest forgotten first); every id is
  * forgotten after `ttlMs`. Time is a parameter of every call.
  */
+import { ExpiryQueue } from '../engine/fifo.ts';
 import type { Decision } from '../engine/types.ts';
 
 interface Entry {
@@ -25,7 +26,7 @@ export class RecentRequests {
   readonly ttlMs: number;
   private readonly maxEntries: number;
   /** In insertion order, which is expiry order (one ttl). */
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new ExpiryQueue<Entry>();
   /** Repeats answered from memory. */
   replayed = 0;
 
@@ -49,17 +50,11 @@ export class RecentRequests {
 
   remember(id: string, key: string, cost: number, decision: Decision, now: number): void {
     this.entries.delete(id);
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done !== true) this.entries.delete(oldest.value);
-    }
-    this.entries.set(id, { key, cost, decision, expiresAt: now + this.ttlMs });
+    if (this.entries.size >= this.maxEntries) this.entries.shift();
+    this.entries.push(id, { key, cost, decision, expiresAt: now + this.ttlMs });
   }
 
   private expire(now: number): void {
-    for (const [id, e] of this.entries) {
-      if (e.expiresAt > now) break;
-      this.entries.delete(id);
-    }
+    this.entries.expire(now);
   }
 }

@@ -82,6 +82,15 @@ describe('createLimiter', () => {
     expect(err).toBeInstanceOf(LimiterError);
   });
 
+  it('with refunds: false issues no admission ids and refuses refunds', async () => {
+    const l = await limiter({ rules, data: join(tempDir(), 'data'), refunds: false });
+    const d = await l.check({ key: 'user:9' });
+    expect(d.allowed).toBe(true);
+    expect(d.admissionId).toBeUndefined();
+    await expect(l.refund('x.y.z')).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    expect(l.status().admissions.held).toBe(0);
+  });
+
   it('refuses bad options with every problem listed', async () => {
     await expect(createLimiter({ rules: { rules: [{ id: 'x', key: '*', limits: [{ limit: 0, window: 'soon' }] }] }, data: join(tempDir(), 'd') })).rejects.toMatchObject({ code: expect.stringMatching(/^RULE_|CONFIG_/) });
     await expect(createLimiter({ rules, data: join(tempDir(), 'd'), durability: 'eventually' as never })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
