@@ -2,7 +2,7 @@
  * The README's copy-paste examples are files in examples/: a test checks that the README shows
  * each file verbatim, and runs the file itself (tsx or python3) against real components.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,3 +33,35 @@ export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, ti
 
 /** tsx, as installed with the project. */
 export const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+
+/** Start a long-running example (a server that prints `listening on {"port":…}`); resolves with its URL and a stop. */
+export function startExample(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<{ url: string; output(): string; stop(): Promise<void> }> {
+  const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  const stop = async () => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+    await exited;
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new Error(`${args.join(' ')} did not print "listening on" within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on (\{.*\})/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        const port = (JSON.parse(m[1]) as { port: number }).port;
+        resolve({ url: `http://127.0.0.1:${port}`, output: () => out, stop });
+      }
+    };
+    p.stdout.on('data', onData);
+    p.stderr.on('data', onData);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited before listening:\n${out}`));
+    });
+  });
+}
