@@ -4,31 +4,13 @@
  * apt-get when it is missing and this process runs as root; otherwise the error names the
  * command to run.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { ensureDebianPackage } from './debian.ts';
 import net from 'node:net';
 import { freePorts } from './ports.ts';
 import { waitFor } from './wait.ts';
 
 export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-
-function runnable(bin: string): boolean {
-  return spawnSync(bin, ['--version'], { encoding: 'utf8' }).status === 0;
-}
-
-/** Install a Debian package when `bin` is missing (root only); throws naming the command otherwise. */
-export function ensureDebianPackage(bin: string, pkg: string, log: (m: string) => void = () => {}): void {
-  if (runnable(bin)) return;
-  const cmd = `apt-get install -y ${pkg}`;
-  if (process.getuid?.() !== 0) throw new Error(`${bin} not found: install it with \`sudo ${cmd}\``);
-  log(`${bin} not found: ${cmd}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', '-qq', pkg], { encoding: 'utf8', env });
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update', '-qq'], { encoding: 'utf8', env });
-    r = spawnSync('apt-get', ['install', '-y', '-qq', pkg], { encoding: 'utf8', env });
-  }
-  if (r.status !== 0 || !runnable(bin)) throw new Error(`${cmd} failed: ${(r.stderr || r.stdout || String(r.error)).trim().slice(-500)}`);
-}
 
 export interface RedisServer {
   readonly port: number;
