@@ -120,7 +120,7 @@ export function usage(): string {
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const w2 = Math.max(...rows.map((r) => r[2].length));
   return [
-    'usage: tsx src/main.ts --rules FILE [options]',
+    'usage: regionlimit --rules FILE [options]   (from the repository: npm start -- [options])',
     '',
     'Flags win over environment variables.',
     '',

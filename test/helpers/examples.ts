@@ -24,19 +24,22 @@ export function exampleInReadme(rel: string): { text: string; shown: boolean } {
 /** Run a command to its end; resolves with its exit code and output. */
 export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd: ROOT, env: { ...process.env, ...SOURCE_ENV, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
       res({ code, stdout, stderr });
     });
   });
 }
 
+/** In the repository, `regionlimit` (the package's own name) resolves to its TypeScript sources. */
+export const SOURCE_ENV = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --conditions=regionlimit-source`.trim() };
+
 /** tsx, as installed with the project. */
 export const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 
 /** Start a long-running example (a server that prints `listening on {"port":…}`); resolves with its URL and a stop. */
 export function startExample(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<{ url: string; output(): string; stop(): Promise<void> }> {
-  const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...SOURCE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   const stop = async () => {
