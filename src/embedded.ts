@@ -45,8 +45,9 @@ export interface CreateLimiterOptions {
   logLevel?: NodeConfig['logLevel'];
   logger?: Logger;
   /**
-   * Issue an admission id with every allowed check, for `refund()` (default true). Holding the
-   * ids costs most of an embedded check's time; `false` skips them (refund() is then refused).
+   * Allowed checks carry an admission id for `refund()` (default true), issued when the
+   * Decision's `admissionId` is first read (or the Decision serialised). `false`: none, and
+   * refund() is refused.
    */
   refunds?: boolean;
   /** Any other node option by its flag name, e.g. `{ 'flush-interval': '50ms', 'nats-nkey-file': 'node.nk' }`. */
@@ -129,9 +130,14 @@ class EmbeddedLimiter implements Limiter {
   }
 
   private decide(req: CheckRequest, t: number): Decision {
+    const d = this.parts.limiter.decide(req, t);
+    return this.refunds && d.allowed && d.ruleId !== null ? new AdmittedDecision(d, this, req, t) : d;
+  }
+
+  /** The admission id of an allowed check, issued when first read (AdmittedDecision). */
+  issueId(d: Decision, req: CheckRequest, t: number): string {
     const { limiter, admissions } = this.parts;
-    const d = limiter.decide(req, t);
-    return this.refunds ? admit(d, req, t, limiter, admissions) : d;
+    return admit({ ...d }, req, t, limiter, admissions).admissionId!;
   }
 
   async check(req: CheckRequest): Promise<Decision> {
@@ -176,6 +182,51 @@ class EmbeddedLimiter implements Limiter {
   async close(): Promise<void> {
     this.closed = true;
     await this.parts.close(2000);
+  }
+}
+
+/**
+ * An allowed check's Decision whose `admissionId` is issued when it is first read: holding an id
+ * (a random token, a string, an entry kept for the rule's window) is most of an embedded check's
+ * cost, and most callers never refund. Reading it, or serialising the Decision, issues it as
+ * the node does; it then refunds exactly this admission.
+ */
+class AdmittedDecision implements Decision {
+  allowed: boolean;
+  limit: number;
+  remaining: number;
+  resetMs: number;
+  retryAfterMs: number;
+  ruleId: string | null;
+  policy: string | null;
+  #id: string | undefined;
+  #owner: EmbeddedLimiter | undefined;
+  readonly #req: CheckRequest;
+  readonly #at: number;
+
+  constructor(d: Decision, owner: EmbeddedLimiter, req: CheckRequest, at: number) {
+    this.allowed = d.allowed;
+    this.limit = d.limit;
+    this.remaining = d.remaining;
+    this.resetMs = d.resetMs;
+    this.retryAfterMs = d.retryAfterMs;
+    this.ruleId = d.ruleId;
+    this.policy = d.policy;
+    this.#owner = owner;
+    this.#req = req;
+    this.#at = at;
+  }
+
+  get admissionId(): string | undefined {
+    if (this.#owner !== undefined) {
+      this.#id = this.#owner.issueId(this, this.#req, this.#at);
+      this.#owner = undefined;
+    }
+    return this.#id;
+  }
+
+  toJSON(): Decision {
+    return { allowed: this.allowed, limit: this.limit, remaining: this.remaining, resetMs: this.resetMs, retryAfterMs: this.retryAfterMs, ruleId: this.ruleId, policy: this.policy, admissionId: this.admissionId };
   }
 }
 

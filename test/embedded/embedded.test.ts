@@ -82,6 +82,20 @@ describe('createLimiter', () => {
     expect(err).toBeInstanceOf(LimiterError);
   });
 
+  it('issues an admission id when it is first read or serialised, and holds none for ids never read', async () => {
+    const l = await limiter({ rules, data: join(tempDir(), 'data') });
+    const a = await l.check({ key: 'user:lazy' });
+    const b = await l.check({ key: 'user:lazy' });
+    expect(l.status().admissions.held).toBe(0);
+    const id = a.admissionId;
+    expect(id).toMatch(/^embedded-/);
+    expect(a.admissionId).toBe(id);
+    expect(JSON.parse(JSON.stringify(b)).admissionId).toBe(b.admissionId);
+    expect(l.status().admissions.held).toBe(2);
+    expect(await l.refund(id!)).toEqual({ ruleId: 'per-user', refunded: 1 });
+    expect(l.usage('user:lazy').limits[0].usage).toBe(1);
+  });
+
   it('with refunds: false issues no admission ids and refuses refunds', async () => {
     const l = await limiter({ rules, data: join(tempDir(), 'data'), refunds: false });
     const d = await l.check({ key: 'user:9' });
