@@ -13,6 +13,7 @@ export function runnable(bin: string): boolean {
 export function ensureDebianPackage(bin: string, pkg: string, log: (m: string) => void = () => {}): void {
   if (runnable(bin)) return;
   const cmd = `apt-get install -y ${pkg}`;
+  if (!runnable('apt-get')) throw new Error(`${bin} not found: install it (Debian: \`${cmd}\`)`);
   if (process.getuid?.() !== 0) throw new Error(`${bin} not found: install it with \`sudo ${cmd}\``);
   log(`${bin} not found: ${cmd}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -25,5 +26,7 @@ export function ensureDebianPackage(bin: string, pkg: string, log: (m: string) =
 }
 
 function versionFlag(bin: string): string {
-  return /nginx$/.test(bin) ? '-v' : '--version';
+  if (/nginx$/.test(bin)) return '-v';
+  if (/openssl$/.test(bin)) return 'version';
+  return '--version';
 }
