@@ -121,3 +121,9 @@ export async function decide<R>(r: Resolved<R>, req: R, raw: IncomingMessage): P
   if (metadata !== undefined) (check as { metadata?: Record<string, string> }).metadata = metadata;
   return r.limiter.check(check);
 }
+
+/** The body of a request that could not be checked: the limiter's error code and message. */
+export function limiterFailure(err: unknown): { error: string; message: string } {
+  if (err instanceof LimiterError) return { error: err.code, message: err.message };
+  return { error: 'INTERNAL', message: 'the rate limit check failed' };
+}

@@ -5,10 +5,11 @@
  *
  *   app.use(regionlimitExpress({ limiter: new LimiterClient({ url }), keyBy: 'ip' }));
  *
- * A limiter error (unreachable with `onUnavailable: 'error'`, a refused key) goes to `next(err)`.
+ * A limiter error (unreachable with `onUnavailable: 'error'`, a refused key) is answered 503
+ * with `{error: <code>, message}`: the limiter failed, not the request.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { decide, decisionHeaders, resolveOptions, type RateLimitOptions } from './common.ts';
+import { decide, decisionHeaders, limiterFailure, resolveOptions, type RateLimitOptions } from './common.ts';
 
 export type ExpressRateLimitOptions = RateLimitOptions<Request>;
 
@@ -24,7 +25,10 @@ export function regionlimitExpress(opts: ExpressRateLimitOptions): RequestHandle
         if (!r.headers) res.set('Retry-After', h['Retry-After']);
         res.status(r.statusCode).json(r.body(req, d));
       },
-      (err: unknown) => next(err),
+      (err: unknown) => {
+        if (res.headersSent) return next(err);
+        res.status(503).json(limiterFailure(err));
+      },
     );
   };
 }

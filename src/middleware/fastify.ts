@@ -4,12 +4,12 @@
  *
  *   await app.register(regionlimitFastify, { limiter: new LimiterClient({ url }), keyBy: 'ip' });
  *
- * A limiter error (unreachable with `onUnavailable: 'error'`, a refused key) becomes the
- * request's error with the code's status (fastify's error handler answers it).
+ * A limiter error (unreachable with `onUnavailable: 'error'`, a refused key) is answered 503
+ * with `{error: <code>, message}`: the limiter failed, not the request.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { decide, decisionHeaders, resolveOptions, type RateLimitOptions } from './common.ts';
+import { decide, decisionHeaders, limiterFailure, resolveOptions, type RateLimitOptions } from './common.ts';
 
 export type FastifyRateLimitOptions = RateLimitOptions<FastifyRequest>;
 
@@ -19,7 +19,13 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (app, opts) =>
     return Array.isArray(v) ? v[0] : v;
   });
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const d = await decide(r, req, req.raw);
+    let d;
+    try {
+      d = await decide(r, req, req.raw);
+    } catch (err) {
+      req.log.error({ err }, 'rate limit check failed');
+      return reply.code(503).send(limiterFailure(err));
+    }
     if (d === undefined) return;
     if (r.headers || !d.allowed) reply.headers(r.headers ? decisionHeaders(d) : { 'Retry-After': decisionHeaders(d)['Retry-After'] });
     if (!d.allowed) return reply.code(r.statusCode).send(r.body(req, d));

@@ -126,6 +126,21 @@ describe('express middleware', () => {
   });
 });
 
+describe('a limiter that cannot answer', () => {
+  it("with onUnavailable 'error', both answer 503 with the limiter's code", async () => {
+    const [closed] = await freePorts(1);
+    const down = new LimiterClient({ url: `http://127.0.0.1:${closed}` });
+    closers.push(() => down.close());
+    const f = await fastifyApp(async (app) => app.register(regionlimitFastify, { limiter: down }));
+    const e = await expressApp((app) => app.use(regionlimitExpress({ limiter: down })));
+    for (const url of [f, e]) {
+      const r = await get(url);
+      expect(r.status).toBe(503);
+      expect(((await r.json()) as { error: string }).error).toBe('LIMITER_UNREACHABLE');
+    }
+  });
+});
+
 describe('drop-in stores', () => {
   it('@fastify/rate-limit with fastifyRateLimitStore answers 429 when the limiter denies', async () => {
     const url = await fastifyApp(async (app) => {
