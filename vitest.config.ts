@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // The package's own name resolves to its sources (package.json exports, condition "regionlimit-source").
+  resolve: { conditions: ['regionlimit-source'] },
+  ssr: { resolve: { conditions: ['regionlimit-source'], externalConditions: ['regionlimit-source'] } },
   test: {
     include: ['test/**/*.test.ts'],
     // The long fault variants run with `npm run test:faults` (vitest.faults.config.ts).

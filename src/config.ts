@@ -77,14 +77,16 @@ interface OptionDef {
   type: 'string' | 'integer' | 'duration' | 'list' | 'boolean';
   default?: string;
   help: string;
+  /** A variable platforms set (PORT, HOST), read when the LIMITER_* one is not set. */
+  fallbackEnv?: string;
 }
 
 /** Every option: flag, environment variable, default and meaning (README's options table is made from the same facts). */
 export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   nodeId: { flag: 'node-id', env: 'LIMITER_NODE_ID', type: 'string', default: 'local-1', help: 'Stable id of this node; its data directory is bound to it.' },
   region: { flag: 'region', env: 'LIMITER_REGION', type: 'string', default: 'local', help: 'Region this node runs in.' },
-  host: { flag: 'host', env: 'LIMITER_HOST', type: 'string', default: '127.0.0.1', help: 'Address the HTTP server listens on.' },
-  port: { flag: 'port', env: 'LIMITER_PORT', type: 'integer', default: '8080', help: 'HTTP port.' },
+  host: { flag: 'host', env: 'LIMITER_HOST', fallbackEnv: 'HOST', type: 'string', default: '127.0.0.1', help: 'Address the HTTP server listens on (HOST when LIMITER_HOST is not set).' },
+  port: { flag: 'port', env: 'LIMITER_PORT', fallbackEnv: 'PORT', type: 'integer', default: '8080', help: 'HTTP port (PORT when LIMITER_PORT is not set).' },
   rules: { flag: 'rules', env: 'LIMITER_RULES', type: 'string', help: 'Rules file (YAML or JSON). Required.' },
   data: { flag: 'data', env: 'LIMITER_DATA', type: 'string', default: './data', help: 'Data directory for the SQLite state store.' },
   durability: { flag: 'durability', env: 'LIMITER_DURABILITY', type: 'string', default: 'batch', help: '"batch" (flush every interval) or "sync" (commit before answering).' },
@@ -133,7 +135,7 @@ export function usage(): string {
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const w2 = Math.max(...rows.map((r) => r[2].length));
   return [
-    'usage: tsx src/main.ts --rules FILE [options]',
+    'usage: regionlimit --rules FILE [options]   (from the repository: npm start -- [options])',
     '',
     'Flags win over environment variables.',
     '',
@@ -214,8 +216,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
   const raw: Record<string, unknown> = {};
   for (const [name, o] of Object.entries(OPTIONS) as [keyof NodeConfig, OptionDef][]) {
     const fromFlag = flags[o.flag];
-    const source = fromFlag !== undefined ? `--${o.flag}` : env[o.env] !== undefined ? o.env : 'default';
-    const text = fromFlag ?? env[o.env] ?? o.default;
+    const fallback = o.fallbackEnv !== undefined && env[o.env] === undefined ? env[o.fallbackEnv] : undefined;
+    const source = fromFlag !== undefined ? `--${o.flag}` : env[o.env] !== undefined ? o.env : fallback !== undefined ? o.fallbackEnv! : 'default';
+    const text = fromFlag ?? env[o.env] ?? fallback ?? o.default;
     if (text === undefined) continue;
     switch (o.type) {
       case 'string':

@@ -1,5 +1,6 @@
+#!/usr/bin/env node
 /**
- * Entry point: `tsx src/main.ts [--flags]` (see README "Configuration" or src/config.ts).
+ * Entry point: `regionlimit [--flags]` (compiled: dist/src/main.js), or `node --import tsx src/main.ts [--flags]` (see README "Configuration" or src/config.ts).
  * Invalid configuration stops start-up with every problem listed; SIGTERM and SIGINT flush
  * the state store and exit cleanly; SIGHUP re-reads the API tokens file.
  */

@@ -1,8 +1,9 @@
 /**
  * Composition root of one limiter node: rules → engine → state store → persistence →
- * replication → HTTP. main.ts turns flags and environment into a NodeConfig and calls
- * startNode(); tests and the regions launcher call startNode() directly or run main.ts as a
- * process. The parts do not call each other back: the shipper waits on the engine's change
+ * replication (`buildNode`), then the HTTP app over them (`buildHttp`), then listening
+ * (`startNode`). main.ts turns flags and environment into a NodeConfig and calls startNode();
+ * the embedded limiter (src/embedded.ts) assembles the same parts without HTTP; tests and the
+ * regions launcher call startNode() directly or run main.ts as a process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
 import { randomUUID } from 'node:crypto';
@@ -19,16 +20,18 @@ import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
 import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
-import type { CheckRequest, Limiter } from './engine/types.ts';
+import type { CheckRequest, Limiter, RulesConfig } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
 import { NodeMetrics } from './metrics/metrics.ts';
 import { serveMetrics, type MetricsServer } from './metrics/server.ts';
 import { dashboardFrame } from './http/dashboard/frame.ts';
 import { registerDashboard } from './http/dashboard/routes.ts';
-import { startTracing, traceChecks } from './tracing/tracing.ts';
+import { startTracing, traceChecks, type Tracing } from './tracing/tracing.ts';
 
 export interface StartNodeOptions {
+  /** The rules, already validated (default: read from config.rules). */
+  rules?: RulesConfig;
   /** Clock (ms since epoch). Default Date.now. */
   now?: () => number;
   logger?: Logger;
@@ -78,6 +81,35 @@ export interface NodeStatus {
   overshoot: Array<{ ruleId: string; policy: string; limit: number; windowMs: number; bound: number; nodes: number; [k: string]: unknown }>;
 }
 
+/** A node's parts, assembled and replicating but not serving HTTP (buildNode). */
+export interface NodeParts {
+  readonly config: Readonly<NodeConfig>;
+  readonly engine: Engine;
+  /** What decides: the engine, or with `sync` durability the engine whose admissions wait on the commit. */
+  readonly limiter: Limiter;
+  readonly admissions: AdmissionLedger;
+  readonly apiTokens: ApiTokens;
+  /** HTTPS listener certificate and key, read at build time; undefined: plain HTTP. */
+  readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  /** Durability barrier after something was counted (a promise with `sync` durability). */
+  commit(): Promise<unknown> | undefined;
+  readonly now: () => number;
+  readonly store: DataDirectory;
+  readonly persistence: Persistence;
+  readonly logger: Logger;
+  readonly replicator: Replicator | undefined;
+  /** Prometheus metrics (undefined with --metrics false). */
+  readonly metrics: NodeMetrics | undefined;
+  /** OTLP tracing (undefined without --otlp-endpoint). */
+  readonly tracing: Tracing | undefined;
+  /** What the dashboard streams: this node's view, and the followed key's usage. */
+  frame(key: string | undefined): unknown;
+  readiness(): ReadinessReport;
+  status(): NodeStatus;
+  /** Stop replication (shipping the last admissions for up to `shipMs`), flush everything and close the store. Safe to call twice. */
+  close(shipMs?: number): Promise<void>;
+}
+
 export interface RunningNode {
   readonly config: Readonly<NodeConfig>;
   readonly url: string;
@@ -99,11 +131,12 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
+/** Assemble a node's parts: rules, engine, state store, persistence and replication (started and caught up as the configuration says). */
+export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<NodeParts> {
   const now = opts.now ?? Date.now;
   const startedAt = now();
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
-  const rules = loadRulesFile(config.rules);
+  const rules = opts.rules ?? loadRulesFile(config.rules);
   const natsAuth = natsCredentials(config);
   // Read the secrets before anything is opened: a bad file stops start-up with its code.
   const tls = config.tlsCert !== '' ? { cert: readPem(config.tlsCert, '--tls-cert'), key: readPem(config.tlsKey, '--tls-key') } : undefined;
@@ -187,7 +220,6 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     await finalFlush();
     persistence.stop();
     store.close();
-    await tracing?.shutdown().catch(() => {});
   };
 
   if (replicating) {
@@ -328,24 +360,9 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
-  /** What the dashboard streams: this node's view, and the followed key's usage. */
-  const frame = (key: string | undefined) => {
-    const at = now();
-    return dashboardFrame({
-      at,
-      node: config.nodeId,
-      region: config.region,
-      readiness: readiness(),
-      checks: metrics?.checkTotals() ?? null,
-      peers: replicator?.peers.stats(at) ?? [],
-      overshoot: status().overshoot,
-      usage: key === undefined ? undefined : { key, ...engine.inspect(key, undefined, at) },
-    });
-  };
-
   const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
   // `sync` durability: an admission whose commit fails is answered 503 and taken back.
-  const limiter: Limiter =
+  const baseLimiter: Limiter =
     config.durability === 'sync'
       ? {
           nodeId: engine.nodeId,
@@ -361,8 +378,46 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
         }
       : engine;
   if (config.metrics) metrics = new NodeMetrics({ node: config.nodeId, region: config.region, status, readiness, replicator, now });
-  const app = buildApp({
-    limiter: ((l) => (tracing ? traceChecks(l, tracing.tracer, config.otlpCheckSample) : l))(metrics ? metrics.wrap(limiter) : limiter),
+  const counted = metrics ? metrics.wrap(baseLimiter) : baseLimiter;
+  const limiter = tracing ? traceChecks(counted, tracing.tracer, config.otlpCheckSample) : counted;
+  /** What the dashboard streams: this node's view, and the followed key's usage. */
+  const frame = (key: string | undefined) => {
+    const at = now();
+    return dashboardFrame({
+      at,
+      node: config.nodeId,
+      region: config.region,
+      readiness: readiness(),
+      checks: metrics?.checkTotals() ?? null,
+      peers: replicator?.peers.stats(at) ?? [],
+      overshoot: status().overshoot,
+      usage: key === undefined ? undefined : { key, ...engine.inspect(key, undefined, at) },
+    });
+  };
+  let closing: Promise<void> | undefined;
+  const close = (shipMs = 2000): Promise<void> => {
+    closing ??= (async () => {
+      stopping = true;
+      apiTokens.close();
+      // Ship the last admissions (up to shipMs), then write everything (retrying a failing disk
+      // for a while) and close.
+      await replicator?.stop(shipMs).catch(() => {});
+      await finalFlush();
+      persistence.stop();
+      store.close();
+      await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'exporting the last spans failed'));
+    })();
+    return closing;
+  };
+  const commit = () => persistence.commitBarrier();
+  return { config, engine, limiter, admissions, apiTokens, tls, commit, now, store, persistence, logger, replicator, metrics, tracing, frame, readiness, status, close };
+}
+
+/** The HTTP app over a node's parts (not listening). */
+export function buildHttp(parts: NodeParts): FastifyInstance {
+  const { config, limiter, admissions, now, engine, apiTokens } = parts;
+  return buildApp({
+    limiter,
     admissions,
     now,
     maxKeyBytes: config.maxKeyBytes,
@@ -371,14 +426,14 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     maxMetadataEntries: config.maxMetadataEntries,
     maxMetadataValueBytes: config.maxMetadataValueBytes,
     denyStatus: config.denyStatus,
-    readiness,
-    commit: () => persistence.commitBarrier(),
+    readiness: () => parts.readiness(),
+    commit: () => parts.commit(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
-    status: () => status(),
-    instrument: (a) => metrics?.instrument(a),
+    status: () => parts.status(),
+    instrument: (a) => parts.metrics?.instrument(a),
     extraRoutes: (a, { statusGuard, limits }) => {
-      if (config.metricsPort === 0) metrics?.serve(a, statusGuard);
-      registerDashboard(a, { guard: statusGuard, limits, frame: (key) => frame(key) });
+      if (config.metricsPort === 0) parts.metrics?.serve(a, statusGuard);
+      registerDashboard(a, { guard: statusGuard, limits, frame: (key) => parts.frame(key) as ReturnType<typeof dashboardFrame> });
     },
     adminToken: config.adminToken,
     apiTokens,
@@ -392,22 +447,29 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       requestTimeoutMs: config.requestTimeoutMs,
       headersTimeoutMs: config.headersTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-      tls,
+      tls: parts.tls,
     },
   });
+}
+
+/** Build a node, its HTTP app, and listen. */
+export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
+  const parts = await buildNode(config, opts);
+  const { logger, apiTokens, tls, replicator } = parts;
+  const app = buildHttp(parts);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
-    await cleanup();
+    await parts.close(0);
     throw err;
   }
   let metricsServer: MetricsServer | undefined;
-  if (metrics !== undefined && config.metricsPort !== 0) {
+  if (parts.metrics !== undefined && config.metricsPort !== 0) {
     try {
-      metricsServer = await serveMetrics(metrics, config.host, config.metricsPort);
+      metricsServer = await serveMetrics(parts.metrics, config.host, config.metricsPort);
     } catch (err) {
       await app.close();
-      await cleanup();
+      await parts.close(0);
       throw err;
     }
   }
@@ -416,7 +478,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
-  const metricsUrl = metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
+  const metricsUrl = parts.metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
   logger.info(
     { url, metrics: metricsUrl, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
     'listening',
@@ -425,23 +487,16 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      stopping = true;
-      apiTokens.close();
       await app.close();
       await metricsServer?.close();
-      // Ship the last admissions (up to 2 s), then write everything (retrying a failing disk
-      // for a while) and close.
-      await replicator?.stop(2000).catch(() => {});
-      await finalFlush();
-      persistence.stop();
-      store.close();
-      await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'exporting the last spans failed'));
+      await parts.close(2000);
       logger.info('stopped');
     })();
     return closing;
   };
 
-  return { config, url, engine, store, persistence, app, logger, replicator, metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+  const { engine, store, persistence, readiness, status } = parts;
+  return { config, url, engine, store, persistence, app, logger, replicator, metrics: parts.metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
 }
 
 function readPem(file: string, flag: string): Buffer {

@@ -106,6 +106,14 @@ describe('loadConfig', () => {
     expect(JSON.stringify(short)).not.toContain('hunter2');
   });
 
+  it('PORT and HOST, as platforms set them, are fallbacks of LIMITER_PORT and LIMITER_HOST', () => {
+    expect(loadConfig(['--rules', 'r.yaml'], { PORT: '9100', HOST: '0.0.0.0' })).toMatchObject({ port: 9100, host: '0.0.0.0' });
+    expect(loadConfig(['--rules', 'r.yaml'], { PORT: '9100', LIMITER_PORT: '9200', HOST: '0.0.0.0', LIMITER_HOST: '::1' })).toMatchObject({ port: 9200, host: '::1' });
+    expect(loadConfig(['--rules', 'r.yaml', '--port', '9300'], { PORT: '9100' }).port).toBe(9300);
+    const problems = problemsOf(['--rules', 'r.yaml'], { PORT: 'eighty' });
+    expect(problems).toEqual([expect.objectContaining({ code: 'CONFIG_INVALID', file: 'PORT', path: '/port' })]);
+  });
+
   it('--help names every option with its variable and default, and so does the README', () => {
     const text = usage();
     const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');

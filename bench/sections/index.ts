@@ -4,10 +4,11 @@
  */
 import type { Section } from '../lib/types.ts';
 import { accuracySection } from './accuracy.ts';
+import { clientSection } from './client.ts';
 import { decideSection } from './decide.ts';
 import { httpSection } from './http.ts';
 import { memorySection } from './memory.ts';
 import { replicationSection } from './replication.ts';
 import { restartSection } from './restart.ts';
 
-export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection];
+export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection, clientSection];

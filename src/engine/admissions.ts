@@ -13,7 +13,7 @@
  * Time is a parameter of every call.
  */
 import { LimiterError, type ErrorCode } from './errors.ts';
-import type { AdmissionRecord } from './types.ts';
+import type { AdmissionRecord, CheckRequest, Decision, Limiter } from './types.ts';
 
 /** What an admission counted: enough to give exactly it back. */
 export type Admission = AdmissionRecord;
@@ -174,4 +174,12 @@ function compact(q: Queue): void {
     q.slots = q.slots.slice(q.head);
     q.head = 0;
   }
+}
+
+/** Names an allowed check that counted, for a refund (the HTTP routes and the embedded limiter). */
+export function admit(d: Decision, req: CheckRequest, at: number, limiter: Limiter, ledger: AdmissionLedger): Decision {
+  if (d.allowed && d.ruleId !== null) {
+    d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
+  }
+  return d;
 }

@@ -60,6 +60,12 @@ export const ERROR_CODES = {
   STORAGE_INCOMPATIBLE: 'The data directory belongs to another node id or an unknown schema version.',
   NOT_READY: 'The node is not ready to serve.',
   INTERNAL: 'An unexpected internal error.',
+  // Libraries (the embedded limiter and the client)
+  REQUEST_ID_INVALID: 'The requestId of a check is not a string of 1 to 64 characters.',
+  LIMITER_CLOSED: 'The embedded limiter or the client was closed.',
+  LIMITER_UNREACHABLE: 'The client could not reach the limiter (connection refused, reset or DNS), and no fallback answered.',
+  LIMITER_TIMEOUT: 'The limiter did not answer within the client\'s timeout, and no fallback answered.',
+  LIMITER_BAD_RESPONSE: 'The limiter answered something the client cannot read (a status or body it does not expect).',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

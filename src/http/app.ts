@@ -3,8 +3,8 @@
  * (src/main.ts listens; tests use `inject`).
  *
  * Routes
- *   POST /v1/check        {key, metadata?, cost?}          -> 200 allowed | 429 denied, Decision
- *   POST /v1/check/batch  {checks: [{key, metadata?, cost?}, ...]}  -> 200 {results: Decision[]}
+ *   POST /v1/check        {key, metadata?, cost?, requestId?}  -> 200 allowed | 429 denied, Decision
+ *   POST /v1/check/batch  {checks: [{key, metadata?, cost?, requestId?}, ...]}  -> 200 {results: Decision[]}
  *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
  *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
-import { AdmissionLedger } from '../engine/admissions.ts';
+import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
@@ -48,6 +48,7 @@ import {
 } from './schemas.ts';
 import { applyServerLimits, fastifyServerOptions, resolveServerLimits, type ServerLimits } from './server-options.ts';
 import { parseCheckQuery } from './query.ts';
+import { RecentRequests } from './request-ids.ts';
 import { installStrictUtf8, parseQueryStrict } from './utf8.ts';
 
 /** What /readyz reports. `degraded` nodes still serve (200) but say so. */
@@ -126,6 +127,8 @@ export interface BuildAppOptions {
   maxAdmissions?: number;
   /** Random part of admission ids, for a new ledger. Default crypto.randomUUID. */
   admissionToken?: () => string;
+  /** How long a check's requestId is remembered so that a retry is not counted twice (ms). Default 10 000. */
+  requestIdTtlMs?: number;
 }
 
 /** What GET /v1/usage answers: the rule a key matches and its usage under every limit. */
@@ -215,11 +218,21 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
   const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
   /** Names an allowed check that counted, for a refund. */
-  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => {
-    if (d.allowed && d.ruleId !== null) {
-      d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
+  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => admit(d, req, at, limiter, ledger);
+  const recent = new RecentRequests({ ttlMs: opts.requestIdTtlMs });
+  /** Decides a body check; a repeat of a check with a request id is answered as before, counting nothing. */
+  const decideBody = (req: CheckBody, at: number): { d: Decision; counted: boolean } => {
+    const id = req.requestId;
+    if (id === undefined) {
+      const d = admitted(limiter.decide(req, at), req, at);
+      return { d, counted: d.allowed && d.ruleId !== null };
     }
-    return d;
+    const cost = req.cost ?? 1;
+    const seen = recent.get(id, req.key, cost, at);
+    if (seen !== undefined) return { d: seen, counted: false };
+    const d = admitted(limiter.decide(req, at), req, at);
+    recent.remember(id, req.key, cost, d, at);
+    return { d, counted: d.allowed && d.ruleId !== null };
   };
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
@@ -262,12 +275,12 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     return barrier.then(send, failed);
   };
 
-  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number) => {
+  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted = true) => {
     const h = headers.headersFor(d);
     if (h !== null) reply.headers(h);
     reply.code(d.allowed ? 200 : deniedStatus);
     // A denied check counted nothing; an allowed one with no rule counted nothing either.
-    if (commit === undefined || !d.allowed || d.ruleId === null) return reply.send(d);
+    if (commit === undefined || !counted || !d.allowed || d.ruleId === null) return reply.send(d);
     return afterCommit(reply, true, () => reply.send(d));
   };
 
@@ -280,10 +293,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       const body = req.body as CheckBody;
       const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
       if (p !== null) refuse(p);
-      const t = now();
-      const d = admitted(limiter.decide(body, t), body, t);
+      const { d, counted } = decideBody(body, now());
       report(d, ROUTE_CHECK, req);
-      return sendDecision(reply, d, 429);
+      return sendDecision(reply, d, 429, counted);
     },
   );
 
@@ -304,9 +316,10 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       const results: Decision[] = new Array(checks.length);
       let counted = false;
       for (let i = 0; i < checks.length; i++) {
-        const d = admitted(limiter.decide(checks[i], t), checks[i], t);
+        const r = decideBody(checks[i], t);
+        const d = r.d;
         results[i] = d;
-        if (d.allowed && d.ruleId !== null) counted = true;
+        if (r.counted) counted = true;
         report(d, ROUTE_BATCH, req);
       }
       return afterCommit(reply, counted, () => reply.send({ results }));

@@ -60,6 +60,11 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   STORAGE_INCOMPATIBLE: 500,
   NOT_READY: 503,
   INTERNAL: 500,
+  REQUEST_ID_INVALID: 400,
+  LIMITER_CLOSED: 503,
+  LIMITER_UNREACHABLE: 502,
+  LIMITER_TIMEOUT: 504,
+  LIMITER_BAD_RESPONSE: 502,
 });
 
 /** Body of every error response. */
@@ -152,6 +157,9 @@ export function fromValidation(errors: readonly AjvErrorLike[], context: string 
   }
   if (field === 'admissionId' && atLeaf) {
     return { error: 'ADMISSION_ID_INVALID', message: `admissionId ${e.message ?? 'is invalid'}`, path: base };
+  }
+  if (field === 'requestId' && atLeaf) {
+    return { error: 'REQUEST_ID_INVALID', message: `requestId ${e.message ?? 'is invalid'}`, path: base };
   }
   if (field === 'checks' && atLeaf) {
     return { error: 'BATCH_INVALID', message: `checks ${e.message ?? 'is invalid'}`, path: base };

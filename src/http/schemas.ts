@@ -56,6 +56,8 @@ export function checkBodySchema(l: InputLimits) {
       key: keySchema(l),
       metadata: Type.Optional(metadataSchema(l)),
       cost: Type.Optional(costSchema(l)),
+      /** Set by a client that may retry: a repeat within a few seconds is answered without counting again (src/http/request-ids.ts). */
+      requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     },
     { additionalProperties: false },
   );

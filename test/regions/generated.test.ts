@@ -127,12 +127,13 @@ describe('committed generated files', () => {
     execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { cwd: d, stdio: 'pipe' });
   });
 
-  it('Dockerfile builds from node:20-bookworm-slim with the better-sqlite3 toolchain and runs src/main.ts', () => {
+  it('Dockerfile builds from node:20-bookworm-slim with the better-sqlite3 toolchain, compiles and runs dist/src/main.js', () => {
     const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
     expect(df).toMatch(/^FROM node:20-bookworm-slim/m);
     expect(df).toMatch(/python3 make g\+\+/);
     expect(df).toMatch(/RUN npm ci/);
-    expect(df).toContain('CMD ["npx", "tsx", "src/main.ts"]');
+    expect(df).toMatch(/RUN npm run build && npm prune --omit=dev/);
+    expect(df).toContain('CMD ["node", "dist/src/main.js"]');
     const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n');
     expect(ignore).toContain('node_modules');
     expect(ignore).toContain('.git');

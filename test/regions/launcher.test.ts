@@ -1,24 +1,25 @@
 /**
- * `npm run regions` end to end: runs `tsx scripts/regions.ts --port-offset N --prometheus` as a
- * child process (N chosen so every shifted port is free), waits for its table of nodes, counts a
- * key on one region's node and sees the same usage on the other regions' nodes, finds every node
- * up in the Prometheus it started and the dashboard at the URL it printed, then sends SIGINT and
- * checks that the launcher exits 0 and leaves no process, port or temp dir behind.
+ * `npm run regions` end to end: runs `npm run regions -- --port-offset N --prometheus` as a child
+ * process (N chosen so every shifted port is free), waits for its table of nodes, counts a key on
+ * one region's node and sees the same usage on the other regions' nodes, finds every node up in
+ * the Prometheus it started and the dashboard at the URL it printed, then sends SIGTERM to npm's
+ * PID (what the user started) and checks that it exits 0 and leaves no process, port or temp dir
+ * behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadTopology } from '../../regions/topology.ts';
 import { TEST_PORT_MIN, portFree } from '../../support/ports.ts';
+import { descendants } from '../../support/processes.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 /** Where the launcher's --prometheus listens, before the offset. */
 const PROMETHEUS_PORT = 9090;
-const tsx = join(root, 'node_modules', '.bin', 'tsx');
 const topology = loadTopology();
 const basePorts = topology.regions.flatMap((r) => [
   r.nats.clientPort,
@@ -115,9 +116,9 @@ afterAll(async () => {
 });
 
 describe('npm run regions (scripts/regions.ts)', () => {
-  it('starts every region, replicates a key across regions and stops cleanly on SIGINT', async () => {
+  it('starts every region, replicates a key across regions and stops cleanly on SIGTERM to npm', async () => {
     const offset = await pickOffset();
-    const proc = spawn(tsx, ['scripts/regions.ts', '--port-offset', String(offset), '--prometheus'], {
+    const proc = spawn('npm', ['run', 'regions', '--', '--port-offset', String(offset), '--prometheus'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
@@ -208,11 +209,13 @@ describe('npm run regions (scripts/regions.ts)', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('uPlot.iife.min.js');
 
-    // Ctrl-C: exit 0, every child gone, every port closed, the temp dir removed.
-    proc.kill('SIGINT');
-    await waitFor('the launcher to exit after SIGINT', () => exit !== undefined, { timeoutMs: 30_000, intervalMs: 50, describe: output });
+    // SIGTERM to npm: exit 0, every child gone, every port closed, the temp dir removed.
+    const tree = descendants(proc.pid!);
+    proc.kill('SIGTERM');
+    await waitFor('npm run regions to exit after SIGTERM', () => exit !== undefined, { timeoutMs: 30_000, intervalMs: 50, describe: output });
     expect(exit, output()).toEqual({ code: 0, signal: null });
     for (const pid of childPids) expect(alive(pid), `pid ${pid} still running\n${output()}`).toBe(false);
+    for (const pid of tree) expect(alive(pid), `pid ${pid} (started by npm) still running\n${output()}`).toBe(false);
     for (const p of basePorts) expect(await listening(p + offset), `port ${p + offset} still open`).toBe(false);
     expect(existsSync(dataDir!)).toBe(false);
     expect(out, output()).toContain('stopped');
