@@ -454,7 +454,7 @@ export function renderDockerCompose(topology: Topology, opts: ComposeOptions = {
   const first = topology.regions[0]!;
   services.provision = {
     build: { context: '.', dockerfile: 'Dockerfile' },
-    command: ['npx', 'tsx', 'src/provision.ts'],
+    command: ['node', 'dist/src/provision.js'],
     environment: {
       LIMITER_NATS: `nats://${natsServiceName(first.name)}:${first.nats.clientPort}`,
       LIMITER_REGIONS: regions,

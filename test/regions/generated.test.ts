@@ -109,7 +109,7 @@ describe('committed generated files', () => {
     }
     // The streams are provisioned by the admin user, the only one holding its seed.
     const provision = doc.services.provision as { command?: string[]; environment?: Record<string, string>; secrets?: string[] };
-    expect(provision.command).toEqual(['npx', 'tsx', 'src/provision.ts']);
+    expect(provision.command).toEqual(['node', 'dist/src/provision.js']);
     expect(provision.secrets).toEqual(['nkey-admin']);
     expect(provision.environment?.LIMITER_REGIONS).toBe('ap-south,eu-west,us-east');
   });

@@ -214,8 +214,9 @@ describe('npm run regions (scripts/regions.ts)', () => {
     proc.kill('SIGTERM');
     await waitFor('npm run regions to exit after SIGTERM', () => exit !== undefined, { timeoutMs: 30_000, intervalMs: 50, describe: output });
     expect(exit, output()).toEqual({ code: 0, signal: null });
-    for (const pid of childPids) expect(alive(pid), `pid ${pid} still running\n${output()}`).toBe(false);
-    for (const pid of tree) expect(alive(pid), `pid ${pid} (started by npm) still running\n${output()}`).toBe(false);
+    // Helpers of a process (tsx's esbuild service) end once their parent has: wait for that.
+    const lingering = () => [...childPids, ...tree].filter((pid) => alive(pid));
+    await waitFor('every process npm started to be gone', () => lingering().length === 0, { timeoutMs: 10_000, intervalMs: 50, describe: () => `still running: ${lingering().join(', ')}\n${output()}` });
     for (const p of basePorts) expect(await listening(p + offset), `port ${p + offset} still open`).toBe(false);
     expect(existsSync(dataDir!)).toBe(false);
     expect(out, output()).toContain('stopped');
