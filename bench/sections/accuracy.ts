@@ -19,6 +19,7 @@
  */
 import { Engine } from '../../src/engine/engine.ts';
 import { parseRules } from '../../src/engine/rules.ts';
+import { mulberry32 } from '../../support/random.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 const WINDOW_MS = 60_000;
@@ -47,17 +48,6 @@ export class ExactSlidingLog {
   }
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Trace {
   /** Key index per request. */
@@ -69,7 +59,7 @@ interface Trace {
 
 /** Merged Poisson arrivals: `rates[k]` requests per ms for key k, `n` requests in all. */
 function poissonTrace(rates: Float64Array, n: number, seed: number): Trace {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const total = rates.reduce((a, b) => a + b, 0);
   // Alias-free sampling by cumulative search (keys are few enough, or skewed enough).
   const cum = new Float64Array(rates.length);
@@ -108,7 +98,7 @@ function worstTrace(quick: boolean): Trace {
  */
 function realisticTrace(quick: boolean): Trace {
   const keys = quick ? 20_000 : 100_000;
-  const rand = rng(2);
+  const rand = mulberry32(2);
   const rates = new Float64Array(keys);
   for (let k = 0; k < keys; k++) {
     // Box-Muller: a standard normal z; rate = median · e^(σ z) in limits per window.

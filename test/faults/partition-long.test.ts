@@ -12,23 +12,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSupercluster, type Supercluster } from '../../support/supercluster.ts';
 import { sleep, waitFor } from '../../support/wait.ts';
-import { Fleet, Target, figure, startLoad, status, usage, type NodeSpec } from '../helpers/regions.ts';
+import { Fleet, Target, figure, startLoad, status, usage, ONE_NODE_PER_REGION, modeRules } from '../helpers/regions.ts';
 
 const LIMIT = 100;
-const NODES: NodeSpec[] = [
-  { id: 'us-east-1', region: 'us-east' },
-  { id: 'eu-west-1', region: 'eu-west' },
-  { id: 'ap-south-1', region: 'ap-south' },
-];
-const RULES = [
-  'version: 1',
-  'rules:',
-  `  - { id: shared, key: "sh:*", limits: [{ limit: ${LIMIT}, window: 1h, algorithm: fixed-window }] }`,
-  `  - { id: open, key: "op:*", degraded: open, limits: [{ limit: ${LIMIT}, window: 1h, algorithm: fixed-window }] }`,
-  `  - { id: closed, key: "cl:*", degraded: closed, limits: [{ limit: ${LIMIT}, window: 1h, algorithm: fixed-window }] }`,
-  '  - { id: other, key: "*", limits: [{ limit: 1000000000, window: 1h }] }',
-  '',
-].join('\n');
+const NODES = ONE_NODE_PER_REGION;
+const RULES = modeRules(LIMIT);
 
 let sc: Supercluster | undefined;
 let fleet: Fleet | undefined;

@@ -56,17 +56,8 @@ export function check<Ts extends [unknown, ...unknown[]]>(
   }
 }
 
-/** A small deterministic PRNG (mulberry32) for tests that need a repeatable `random`. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG for tests that need a repeatable `random` (shared with the bench). */
+export { mulberry32 } from '../../support/random.ts';
 
 /** `check` for async properties (fc.asyncProperty): same parameters and replay line. */
 export async function checkAsync<Ts extends [unknown, ...unknown[]]>(

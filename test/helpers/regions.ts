@@ -402,3 +402,22 @@ export function startLoad(targets: readonly Target[], opts: { concurrency?: numb
     },
   };
 }
+
+/** One limiter node per region of REGIONS: the layout of the degradation-mode tests. */
+export const ONE_NODE_PER_REGION: readonly NodeSpec[] = REGIONS.map((region) => ({ id: `${region}-1`, region }));
+
+/**
+ * Rules of the degradation-mode tests: `sh:*` (share, the default), `op:*` (open) and `cl:*`
+ * (closed), each `limit` per hour in a fixed window, and an unlimited catch-all.
+ */
+export function modeRules(limit: number): string {
+  return [
+    'version: 1',
+    'rules:',
+    `  - { id: shared, key: "sh:*", limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
+    `  - { id: open, key: "op:*", degraded: open, limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
+    `  - { id: closed, key: "cl:*", degraded: closed, limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
+    '  - { id: other, key: "*", limits: [{ limit: 1000000000, window: 1h }] }',
+    '',
+  ].join('\n');
+}
