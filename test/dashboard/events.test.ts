@@ -4,31 +4,22 @@
  * refused with the /v1/usage codes; the cross-origin preflight; the page and uPlot served by
  * the node itself; and a node closing while a stream is open.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import http from 'node:http';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { DashboardFrame } from '../../src/http/dashboard/routes.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import type { RunningNode } from '../../src/node.ts';
+import { startTestNode, type TestNode } from '../helpers/node.ts';
 
-const dirs: string[] = [];
-let node: RunningNode | undefined;
+let running: TestNode | undefined;
 afterEach(async () => {
-  await node?.close();
-  node = undefined;
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await running?.close();
+  running = undefined;
 });
 
 async function start(): Promise<RunningNode> {
-  const dir = mkdtempSync(join(tmpdir(), 'limiter-dashboard-'));
-  dirs.push(dir);
-  writeFileSync(join(dir, 'rules.yaml'), 'rules:\n  - id: conv\n    key: "conv:*"\n    limits: [{limit: 5, window: 1m}]\n');
-  node = await startNode(loadConfig(['--rules', join(dir, 'rules.yaml'), '--data', join(dir, 'data'), '--port', '0', '--log-level', 'silent', '--node-id', 'dash-1', '--region', 'here'], {}));
-  return node;
+  const rules = { version: 1, rules: [{ id: 'conv', key: 'conv:*', limits: [{ limit: 5, window: '1m' }] }] };
+  running = await startTestNode(rules, ['--log-level', 'silent', '--node-id', 'dash-1', '--region', 'here']);
+  return running.node;
 }
 
 /**
@@ -127,7 +118,6 @@ describe('GET /dashboard/events', () => {
     await opened;
     const t0 = Date.now();
     await n.close();
-    node = undefined;
     // Well within the keep-alive timeout (30 s) a held connection would make it wait.
     expect(Date.now() - t0).toBeLessThan(5000);
     await streamEnded;

@@ -5,46 +5,31 @@
  * the separate --metrics-port listener; --metrics false; and the admin guard with
  * --restrict-status.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RunningNode } from '../../src/node.ts';
 import { freePorts } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
 import { sampleValue, scrape } from '../helpers/metrics.ts';
+import { startTestNode, type TestNode } from '../helpers/node.ts';
 
-const dirs: string[] = [];
-let node: RunningNode | undefined;
+let running: TestNode | undefined;
 
 afterEach(async () => {
-  await node?.close();
-  node = undefined;
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await running?.close();
+  running = undefined;
 });
 
-const RULES = `rules:
-  - id: login
-    key: "login:*"
-    limits:
-      - { limit: 2, window: 1m }
-      - { limit: 100, window: 1h }
-  - id: api
-    key: "api:*"
-    limits:
-      - { limit: 1000000, window: 1h }
-`;
+const RULES = {
+  version: 1,
+  rules: [
+    { id: 'login', key: 'login:*', limits: [{ limit: 2, window: '1m' }, { limit: 100, window: '1h' }] },
+    { id: 'api', key: 'api:*', limits: [{ limit: 1000000, window: '1h' }] },
+  ],
+};
 
 async function start(extra: string[] = []): Promise<RunningNode> {
-  const dir = mkdtempSync(join(tmpdir(), 'limiter-metrics-'));
-  dirs.push(dir);
-  writeFileSync(join(dir, 'rules.yaml'), RULES);
-  const config = loadConfig(['--rules', join(dir, 'rules.yaml'), '--data', join(dir, 'data'), '--port', '0', '--log-level', 'silent', ...extra], {});
-  node = await startNode(config);
-  return node;
+  running = await startTestNode(RULES, ['--log-level', 'silent', ...extra]);
+  return running.node;
 }
 
 async function post(url: string, path: string, body: unknown): Promise<number> {
