@@ -208,11 +208,6 @@ export class Provisioner {
     return regionStreamConfigs(this.o.region, this.o.regions, this.o);
   }
 
-  /** The stream of one region's nodes, placed in that region's cluster. */
-  regionStreamConfig(region: string): NamedStreamConfig {
-    return regionStreamConfig(region, this.o);
-  }
-
   /**
    * This node's consumer on `stream`, first delivering `start` (default: the stream's first
    * message). A durable push consumer: the server sends each message as soon as it is stored
@@ -259,7 +254,7 @@ export class Provisioner {
   async ensureAll(onFailure: (err: unknown) => void): Promise<void> {
     const jsm = this.jsm();
     for (const r of this.otherRegions) {
-      const cfg = this.regionStreamConfig(r);
+      const cfg = regionStreamConfig(r, this.o);
       try {
         await jsm.streams.info(cfg.name);
       } catch (err) {

@@ -19,7 +19,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../../crdt/index.ts';
 import { generateCredentials, seedFile, writeCredentials, type Credential } from '../../../regions/auth.ts';
-import { validateTopology, type Topology } from '../../../regions/topology.ts';
+import { topologyFromNames, type Topology } from '../../../regions/topology.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { startNode, type RunningNode } from '../../../src/node.ts';
 import { JetStreamTransport, ReplicationError, provisionDeployment } from '../../../src/replication/jetstream/index.ts';
@@ -30,18 +30,7 @@ import { waitFor } from '../../../support/wait.ts';
 const REGIONS = ['eu-west', 'us-east'];
 const NODES: Record<string, string> = { 'us-east-1': 'us-east', 'us-east-2': 'us-east', 'eu-west-1': 'eu-west' };
 
-const topology: Topology = validateTopology(
-  REGIONS.map((name, i) => ({
-    file: `<${name}>`,
-    region: {
-      name,
-      nats: { clientPort: 14100 + i, clusterPort: 16100 + i, gatewayPort: 17100 + i, monitorPort: 18100 + i },
-      nodes: Object.entries(NODES)
-        .filter(([, r]) => r === name)
-        .map(([id], j) => ({ id, httpPort: 13100 + i * 10 + j })),
-    },
-  })),
-);
+const topology: Topology = topologyFromNames(REGIONS, Object.entries(NODES).map(([id, region]) => ({ id, region })));
 
 let sc: Supercluster;
 let creds: Map<string, Credential>;
