@@ -205,7 +205,7 @@ export class NodeMetrics {
       for (const [code, n] of Object.entries(rep.refusedCounts())) c.inc({ code }, n);
     });
     gauge(r, 'regionlimit_degradation_active', '1 while a peer is staler than --stale-after or NATS is unreachable: rules apply their degradation mode (share, open, closed).', [], (g) => {
-      g.set(rep.modes.status().degraded ? 1 : 0);
+      g.set(rep.modes.degraded ? 1 : 0);
     });
     counter(r, 'regionlimit_degraded_denials_total', 'Checks denied by a rule\'s degradation mode while degraded (share: this node used its share; closed).', ['mode'], (c) => {
       const e = snapshot().status.engine;

@@ -13,9 +13,9 @@
  *   share_i = (1 − margin) · (floor / N + (1 − floor) · d_i / Σ_j d_j)     (1/N when Σ d = 0)
  *
  * N is the number of nodes known (the peers heard from and this one, or every node whose counts
- * this node holds, whichever is more). The shares in force are
- * the ones computed at the last tick before the node became degraded, and stay frozen while it
- * is, so both sides of a partition use the same shares of the same window. Pure logic over
+ * this node holds, whichever is more). The shares in force are computed, when the node becomes
+ * degraded, as of its last healthy tick, and stay frozen while it is degraded, so both sides of
+ * a partition use the same shares of the same window. Pure logic over
  * injected time and the replication room's own records; ticked by the replicator.
  */
 import type { Engine } from '../engine/engine.ts';
@@ -69,7 +69,8 @@ class Demand {
 export class DegradationMonitor {
   private readonly demand = new Demand();
   private readonly ownSeen = new Map<ScopeId, number>();
-  private frozen: Map<ScopeId, number> = new Map();
+  /** The last tick at which every peer was fresh and NATS connected (0: none yet). */
+  private lastHealthyAt = 0;
   private stale: string[] = [];
   readonly staleAfterMs: number;
   private readonly floor: number;
@@ -106,7 +107,7 @@ export class DegradationMonitor {
     const up = this.connected();
     const current = this.engine.degraded;
     if (this.stale.length === 0 && up) {
-      this.frozen = this.shares(now);
+      this.lastHealthyAt = now;
       if (current !== null) this.engine.setDegradation(null);
       return;
     }
@@ -116,7 +117,9 @@ export class DegradationMonitor {
     ].join('; ');
     const n = this.knownNodes();
     if (current === null) {
-      this.engine.setDegradation({ since: now, reason, shares: this.frozen, defaultShare: n === 1 ? 1 : (1 - this.margin) / n });
+      // Shares as of the last healthy tick: the window every side of the partition saw complete.
+      const shares = this.lastHealthyAt === 0 ? new Map<ScopeId, number>() : this.shares(this.lastHealthyAt);
+      this.engine.setDegradation({ since: now, reason, shares, defaultShare: n === 1 ? 1 : (1 - this.margin) / n });
     } else if (current.reason !== reason) {
       this.engine.setDegradation({ ...current, reason } satisfies Degradation);
     }
@@ -144,10 +147,15 @@ export class DegradationMonitor {
     return Math.max(this.peers.size + 1, this.engine.nodes.size);
   }
 
-  status(): ModeStatus {
+  /** Whether rules apply their degradation mode now. */
+  get degraded(): boolean {
+    return this.engine.degraded !== null;
+  }
+
+  status(now: number): ModeStatus {
     const d = this.engine.degraded;
     const shares: Record<string, number> = {};
-    for (const [scope, v] of d?.shares ?? this.frozen) shares[scope] = Math.round(v * 1000) / 1000;
+    for (const [scope, v] of d?.shares ?? this.shares(now)) shares[scope] = Math.round(v * 1000) / 1000;
     return { degraded: d !== null, since: d?.since ?? null, reason: d?.reason ?? null, staleAfterMs: this.staleAfterMs, stalePeers: [...this.stale], shares };
   }
 }

@@ -229,7 +229,7 @@ export class Replicator {
       streams: t.streams,
       shipping: { ...this.shipper.stats, inFlight: this.shipper.inFlight },
       ...this.stats,
-      degradation: this.modes.status(),
+      degradation: this.modes.status(now),
       refusedByCode: { ...this.refusedByCode },
       refusedCells: this.o.engine.stats().refusedCells,
       lastRefused: this.lastRefused.message || null,
