@@ -17,6 +17,7 @@ import {
   type SlotEntry,
 } from '../../crdt/index.ts';
 import { degradedDenial, type Degradation } from './degradation.ts';
+import { NearLimitSharing, type SharingView } from './sharing.ts';
 import { formatDuration } from './duration.ts';
 import { Signal } from './signal.ts';
 import type {
@@ -56,6 +57,8 @@ export interface CompiledLimit {
   readonly policy: PolicyInfo;
   /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
   readonly mode: DegradedMode;
+  /** The limit shares its headroom near the limit while healthy (./sharing.ts). */
+  readonly sharing: boolean;
 }
 
 interface CompiledRule {
@@ -160,6 +163,8 @@ export class Engine implements Limiter {
   private readonly maxFutureSlots: number;
   private liveKeys = 0;
   private degradation: Degradation | null = null;
+  private sharing: NearLimitSharing | null = null;
+  private syncWanted = false;
   private future: SlotEntry[] = [];
   /** Fired when own cells change (admission, refund): the shipper waits on it. */
   readonly ownChanged = new Signal();
@@ -211,7 +216,7 @@ export class Engine implements Limiter {
         const store = existing?.store ?? new SlotWindowStore(scope, geometryOf(params), this.nodes);
         const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
         const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share' };
+        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share', sharing: r.nearLimitSharing !== false && spec.algorithm !== 'token-bucket' };
         next.set(scope, cl);
         return cl;
       });
@@ -283,6 +288,34 @@ export class Engine implements Limiter {
     this.degradation = d;
   }
 
+  /**
+   * While healthy, limits share their headroom near the limit using this view of the peers
+   * (./sharing.ts); null (alone, or turned off) admits up to the limit as seen locally. Set by
+   * the replication room.
+   */
+  setSharing(view: SharingView | null): void {
+    this.sharing = view === null ? null : new NearLimitSharing(view, this.nodes);
+  }
+
+  /** A SHARE_WAIT: ask the shipper for a heartbeat, so the peers waiting too learn how far this node's counts go. */
+  private shareWait(d: Decision): Decision {
+    this.syncWanted = true;
+    this.ownChanged.fire();
+    return d;
+  }
+
+  /** Whether a heartbeat was asked for since the last call (see shareWait). */
+  takeSyncWanted(): boolean {
+    const w = this.syncWanted;
+    this.syncWanted = false;
+    return w;
+  }
+
+  /** Near-limit sharing counters (null when off). */
+  get sharingCounters(): { waits: number; grants: number; keys: number } | null {
+    return this.sharing === null ? null : { ...this.sharing.counters, keys: this.sharing.size };
+  }
+
   /** The degradation in force, or null. */
   get degraded(): Degradation | null {
     return this.degradation;
@@ -323,6 +356,9 @@ export class Engine implements Limiter {
       if (this.degradation !== null) {
         const d = degradedDenial(this.degradation, ruleId, lim, e, cost, usage);
         if (d !== null) return this.countDegraded(d);
+      } else if (this.sharing !== null && lim.sharing) {
+        const d = this.sharing.deny(ruleId, lim, key, e, cost, usage, now);
+        if (d !== null) return this.shareWait(d);
       }
       if (e < 0) {
         if (store.size >= maxKeys) return this.keyCapDenied(ruleId, lim);
@@ -401,6 +437,12 @@ export class Engine implements Limiter {
       for (let i = 0; i < n; i++) {
         const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
         if (d !== null) return this.countDegraded(d);
+      }
+    } else if (this.sharing !== null) {
+      for (let i = 0; i < n; i++) {
+        if (!limits[i].sharing) continue;
+        const d = this.sharing.deny(rule.id, limits[i], key, entries[i], cost, usages[i], now);
+        if (d !== null) return this.shareWait(d);
       }
     }
     for (let i = 0; i < n; i++) if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDenied(rule.id, limits[i]);
@@ -690,6 +732,7 @@ export class Engine implements Limiter {
     }
     this.liveKeys -= evicted;
     this.counters.idleEvictions += evicted;
+    this.sharing?.sweep(now, (scope) => this.scopes.get(scope)?.spec.windowMs);
     if (this.future.length > 0) {
       const held = this.future;
       this.future = [];

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   ADMISSION_ALREADY_REFUNDED: 'The admission was already refunded.',
   ADMISSION_OTHER_NODE: 'The admission was made on another node; refund it there.',
   RULE_KEY_CAP: "The rule holds its maximum number of keys (maxKeys): a new key is denied until some expire.",
+  SHARE_WAIT: 'The key is near its limit and this node has used its share of the headroom: it waits for the other nodes\' counts before admitting more.',
   DEGRADED_SHARE: 'Peers cannot be seen and the rule is in share mode: this node has admitted its share of the limit.',
   DEGRADED_CLOSED: 'Peers cannot be seen and the rule is in closed mode: its checks are denied until they are back.',
   API_UNAUTHORIZED: 'The route needs an API token (Authorization: Bearer <token>) and none valid was given.',

@@ -39,6 +39,7 @@ export const RULES_SCHEMA = {
           priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
           maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
           degraded: { enum: ['share', 'open', 'closed'] },
+          nearLimitSharing: { type: 'boolean' },
           metadata: {
             type: 'object',
             maxProperties: 16,
@@ -117,6 +118,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
       priority?: number;
       maxKeys?: number;
       degraded?: 'share' | 'open' | 'closed';
+      nearLimitSharing?: boolean;
       metadata?: Record<string, string | string[]>;
       limits: { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number }[];
     }[];
@@ -169,6 +171,7 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     if (r.description !== undefined) rule.description = r.description;
     if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
     if (r.degraded !== undefined) rule.degraded = r.degraded;
+    if (r.nearLimitSharing !== undefined) rule.nearLimitSharing = r.nearLimitSharing;
     rules.push(rule);
   });
   if (problems.length > 0) throw new ConfigError(dedupe(problems));

@@ -42,9 +42,10 @@ export interface Decision {
   /**
    * Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys);
    * `DEGRADED_SHARE` (peers unseen: this node used its share of the limit); `DEGRADED_CLOSED`
-   * (peers unseen and the rule's mode is `closed`).
+   * (peers unseen and the rule's mode is `closed`); `SHARE_WAIT` (the key is near its limit and
+   * this node has used its share of the headroom: it waits for the peers' counts, src/engine/sharing.ts).
    */
-  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED';
+  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED' | 'SHARE_WAIT';
   /** Names this admission for a refund (set by the HTTP adapter on allowed checks that counted). */
   admissionId?: string;
 }
@@ -100,6 +101,11 @@ export interface RuleSpec {
   maxKeys?: number;
   /** What the rule does while peers cannot be seen (default `share`): src/engine/degradation.ts. */
   degraded?: DegradedMode;
+  /**
+   * Share the headroom near the limit while peers are healthy (default true; window algorithms
+   * only): src/engine/sharing.ts. Off, each node admits up to the limit as it sees it.
+   */
+  nearLimitSharing?: boolean;
 }
 
 /** A rule's degradation mode: src/engine/degradation.ts. */

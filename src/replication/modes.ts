@@ -22,6 +22,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { Degradation } from '../engine/degradation.ts';
 import type { ScopeId } from '../../crdt/index.ts';
 import type { Peers } from './peers.ts';
+import { Demand } from './demand.ts';
 
 export interface ModeOptions {
   /** A peer silent longer than this (ms) makes the node degraded. Default 2500 (2.5 heartbeats). */
@@ -43,31 +44,9 @@ export interface ModeStatus {
   shares: Record<string, number>;
 }
 
-/** Per scope and node: admissions per window period (period = floor(slot start / window)). */
-class Demand {
-  private readonly byScope = new Map<ScopeId, Map<string, Map<number, number>>>();
-
-  add(scope: ScopeId, node: string, period: number, n: number): void {
-    let nodes = this.byScope.get(scope);
-    if (nodes === undefined) this.byScope.set(scope, (nodes = new Map()));
-    let periods = nodes.get(node);
-    if (periods === undefined) nodes.set(node, (periods = new Map()));
-    periods.set(period, (periods.get(period) ?? 0) + n);
-  }
-
-  /** Per node, the admissions of `period` in `scope`. Older periods are dropped. */
-  of(scope: ScopeId, period: number): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [node, periods] of this.byScope.get(scope) ?? []) {
-      for (const p of periods.keys()) if (p < period - 1) periods.delete(p);
-      out.set(node, periods.get(period) ?? 0);
-    }
-    return out;
-  }
-}
-
 export class DegradationMonitor {
-  private readonly demand = new Demand();
+  /** Admissions per node, scope and window period (shared with near-limit sharing). */
+  readonly demand = new Demand();
   private readonly ownSeen = new Map<ScopeId, number>();
   /** The last tick at which every peer was fresh and NATS connected (0: none yet). */
   private lastHealthyAt = 0;

@@ -30,6 +30,8 @@ export class PeerTracker {
   cells = 0;
   heartbeats = 0;
   lastHeardAt = 0;
+  /** The newest `sentAt` received (the peer's clock): every admission it made before is merged here. */
+  lastSentAt = 0;
   private readonly lags = new Float64Array(LAG_SAMPLES);
   private readonly raw = new Float64Array(LAG_SAMPLES);
   private count = 0;
@@ -42,6 +44,7 @@ export class PeerTracker {
     if (cells === 0) this.heartbeats++;
     this.cells += cells;
     this.lastHeardAt = now;
+    if (now - lagMs > this.lastSentAt) this.lastSentAt = now - lagMs;
   }
 
   /** Smallest raw receive − sentAt over the last LAG_SAMPLES batches (0 with none). */
@@ -50,6 +53,17 @@ export class PeerTracker {
     let m = Infinity;
     for (let i = 0; i < n; i++) if (this.raw[i]! < m) m = this.raw[i]!;
     return n === 0 ? 0 : m;
+  }
+
+  /**
+   * How much later than the fastest batch a batch arrives, at quantile `q` (raw receive − sentAt
+   * less its minimum over the recent batches): the transport's jitter, free of clock offset.
+   */
+  jitter(q: number): number {
+    const n = Math.min(this.count, LAG_SAMPLES);
+    if (n === 0) return 0;
+    const sorted = Array.from(this.raw.subarray(0, n)).sort((a, b) => a - b);
+    return sorted[Math.min(n - 1, Math.floor(q * n))]! - sorted[0]!;
   }
 
   /** Lag quantile over the last LAG_SAMPLES batches (0 with none). */

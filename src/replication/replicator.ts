@@ -21,6 +21,7 @@ import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { DegradationMonitor, type ModeOptions } from './modes.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
 import { Peers } from './peers.ts';
+import { HealthySharing, type SharingOptions } from './sharing.ts';
 import type { ReplicatedMessage, Transport, TransportStatus } from './port.ts';
 import { Shipper, type ShipperOptions } from './shipper.ts';
 
@@ -44,6 +45,8 @@ export interface ReplicatorOptions {
   heartbeatMs?: number;
   /** When the node counts as degraded, and its shares (./modes.ts). */
   modes?: ModeOptions;
+  /** Near-limit sharing while healthy (./sharing.ts); false turns it off for every rule. */
+  sharing?: SharingOptions | false;
   /** Batching under load (see ShipperOptions). */
   lingerMs?: ShipperOptions['lingerMs'];
   busyUtilization?: ShipperOptions['busyUtilization'];
@@ -63,6 +66,8 @@ export class Replicator {
   readonly shipper: Shipper;
   readonly peers = new Peers();
   readonly modes: DegradationMonitor;
+  /** Near-limit sharing's view of the peers (null when turned off). */
+  readonly sharing: HealthySharing | null;
   private readonly modeTimer: NodeJS.Timeout;
   private readonly o: ReplicatorOptions;
   private readonly overshootModel: Overshoot;
@@ -83,7 +88,14 @@ export class Replicator {
     this.maxPeers = opts.maxPeers ?? DEFAULT_MAX_PEERS;
     this.modes = new DegradationMonitor(opts.engine, this.peers, opts.nodeId, () => opts.transport.connected, opts.modes);
     // From construction on: a node whose NATS is down at start is degraded too.
-    this.modeTimer = setInterval(() => this.modes.tick(opts.now()), MODE_TICK_MS).unref();
+    this.sharing = opts.sharing === false ? null : new HealthySharing(opts.engine, this.peers, this.modes.demand, opts.nodeId, opts.sharing);
+    this.sharing?.refresh(opts.now());
+    opts.engine.setSharing(this.sharing);
+    this.modeTimer = setInterval(() => {
+      const now = opts.now();
+      this.modes.tick(now);
+      this.sharing?.refresh(now);
+    }, MODE_TICK_MS).unref();
     this.shipper = new Shipper({
       engine: opts.engine,
       transport: opts.transport,
@@ -230,6 +242,7 @@ export class Replicator {
       shipping: { ...this.shipper.stats, inFlight: this.shipper.inFlight },
       ...this.stats,
       degradation: this.modes.status(now),
+      nearLimitSharing: this.o.engine.sharingCounters,
       refusedByCode: { ...this.refusedByCode },
       refusedCells: this.o.engine.stats().refusedCells,
       lastRefused: this.lastRefused.message || null,

@@ -128,9 +128,11 @@ export class Shipper {
       if (!(await this.reachable())) continue;
       if (changed) await this.lingerIfBusy();
       if (this.stopped) break;
-      const cells = changed ? this.o.engine.drainOwn() : [];
+      // Every batch holds every own change made before its sentAt (near-limit sharing relies on it).
+      const cells = this.o.engine.drainOwn();
       if (cells.length > 0) this.lastRoundAt = performance.now();
-      if (changed && cells.length === 0) continue;
+      // Nothing to ship: skip, unless a key waits for its share (a heartbeat tells the waiting peers how far this node's counts go).
+      if (changed && cells.length === 0 && !this.o.engine.takeSyncWanted()) continue;
       const ok = await this.ship(cells, false);
       if (ok) retryMs = 0;
       else {
@@ -146,7 +148,8 @@ export class Shipper {
       await this.o.engine.urgent.wait();
       if (this.stopped) break;
       if (!this.o.transport.connected) continue; // the main loop ships them when back
-      const cells = this.o.engine.drainUrgent();
+      // Everything pending goes with them, so this batch too holds every change made before it.
+      const cells = this.o.engine.drainOwn();
       if (cells.length > 0 && (await this.ship(cells, true))) this.stats.priority++;
     }
   }

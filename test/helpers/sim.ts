@@ -9,6 +9,7 @@ import { validateRules } from '../../src/engine/rules.ts';
 import type { Decision, RulesConfig } from '../../src/engine/types.ts';
 import { MemoryBus, type MemoryBusOptions, type MemoryTransport } from '../../src/replication/memory-bus.ts';
 import type { ModeOptions } from '../../src/replication/modes.ts';
+import type { SharingOptions } from '../../src/replication/sharing.ts';
 import { Replicator } from '../../src/replication/replicator.ts';
 import { MemoryStore } from '../../src/storage/memory.ts';
 import { Persistence } from '../../src/storage/persistence.ts';
@@ -49,6 +50,8 @@ export interface SimOptions extends Partial<MemoryBusOptions> {
   maxPeers?: number;
   /** When a node counts as degraded (src/replication/modes.ts). */
   modes?: ModeOptions;
+  /** Near-limit sharing (src/replication/sharing.ts); false turns it off. */
+  sharing?: SharingOptions | false;
 }
 
 const silent = pino({ level: 'silent' });
@@ -58,13 +61,13 @@ export class Sim {
   readonly nodes: SimNode[] = [];
   private readonly rules: RulesConfig;
   private readonly heartbeatMs: number;
-  private readonly linger: { lingerMs?: number; busyUtilization?: number; maxPeers?: number; modes?: ModeOptions };
+  private readonly linger: { lingerMs?: number; busyUtilization?: number; maxPeers?: number; modes?: ModeOptions; sharing?: SharingOptions | false };
 
   constructor(opts: SimOptions) {
     this.bus = new MemoryBus({ ...opts, regions: Object.keys(opts.nodes) });
     this.rules = opts.rules ?? SIM_RULES;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
-    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization, maxPeers: opts.maxPeers, modes: opts.modes };
+    this.linger = { lingerMs: opts.lingerMs, busyUtilization: opts.busyUtilization, maxPeers: opts.maxPeers, modes: opts.modes, sharing: opts.sharing };
   }
 
   static async start(opts: SimOptions): Promise<Sim> {

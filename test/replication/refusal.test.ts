@@ -59,7 +59,8 @@ beforeAll(async () => {
   server = await startSingleServer();
   dir = mkdtempSync(join(tmpdir(), 'limiter-refusal-'));
   const rules = join(dir, 'rules.yaml');
-  writeFileSync(rules, 'version: 1\nrules:\n  - id: k\n    key: "*"\n    limits: [{ limit: 1000, window: 1h }]\n');
+  // Near-limit sharing is off: this test counts 1000 checks in a row, without retrying a SHARE_WAIT.
+  writeFileSync(rules, 'version: 1\nrules:\n  - id: k\n    key: "*"\n    nearLimitSharing: false\n    limits: [{ limit: 1000, window: 1h }]\n');
   const config = loadConfig(
     ['--node-id', 'us-east-1', '--region', REGION, '--nats', server.url, '--rules', rules, '--data', join(dir, 'data'), '--port', '0', '--log-level', 'silent'],
     {},
