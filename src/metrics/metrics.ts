@@ -212,6 +212,12 @@ export class NodeMetrics {
       c.inc({ mode: 'share' }, e.degradedShareDenials);
       c.inc({ mode: 'closed' }, e.degradedClosedDenials);
     });
+    counter(r, 'regionlimit_share_waits_total', 'Checks answered SHARE_WAIT: a key near its limit waited for the peers\' counts before this node admitted more (near-limit sharing).', [], (c) => {
+      c.inc(rep.sharingCounters()?.waits ?? 0);
+    });
+    counter(r, 'regionlimit_share_grants_total', 'Grants of a key\'s headroom beyond this node\'s escrow (near-limit sharing).', [], (c) => {
+      c.inc(rep.sharingCounters()?.grants ?? 0);
+    });
     counter(r, 'regionlimit_replication_refused_cells_total', 'Received cells refused as impossible for an honest node, by reason.', ['reason'], (c) => {
       for (const [reason, n] of Object.entries(snapshot().status.engine.refusedCells)) c.inc({ reason }, n);
     });

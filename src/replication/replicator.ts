@@ -223,6 +223,11 @@ export class Replicator {
     return this.o.transport.status();
   }
 
+  /** Near-limit sharing counters (null when off): SHARE_WAIT answers, grants, keys holding one. */
+  sharingCounters(): { waits: number; grants: number; keys: number } | null {
+    return this.o.engine.sharingCounters;
+  }
+
   /** Refused batches by code since start (metrics). */
   refusedCounts(): Readonly<Record<string, number>> {
     return this.refusedByCode;
