@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   if (regions.length === 0) problems.push('--regions is required');
   for (const r of regions) {
     const p = regionNameProblem(r);
-    if (p) problems.push(`region ${JSON.stringify(r)}: ${p}`);
+    if (p) problems.push(`region ${JSON.stringify(r)}: ${p.message}`);
   }
   const maxAgeMs = parseDuration(values['stream-max-age'] ?? env.LIMITER_STREAM_MAX_AGE ?? '24h') ?? problems.push('--stream-max-age is not a duration like 24h');
   const timeoutMs = parseDuration(values.timeout ?? '60s') ?? problems.push('--timeout is not a duration like 60s');
