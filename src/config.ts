@@ -217,8 +217,15 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
     });
     flags = parsed.values as Record<string, string | undefined>;
   } catch (cause) {
+    const message = (cause as Error).message;
+    const option = /'--([^'=\s]+)/.exec(message)?.[1];
     const unknown = (cause as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION';
-    throw new ConfigError([{ code: unknown ? 'UNKNOWN_FIELD' : 'VALUE_INVALID', file: '<command line>', path: '', message: (cause as Error).message }]);
+    const path = option !== undefined ? `/${Object.entries(OPTIONS).find(([, o]) => o.flag === option)?.[0] ?? option}` : '';
+    throw new ConfigError([
+      unknown && option !== undefined
+        ? { code: 'UNKNOWN_FIELD', file: '<command line>', path, message: `unknown option "--${option}"` }
+        : { code: 'VALUE_INVALID', file: '<command line>', path, message },
+    ]);
   }
   const raw: Record<string, unknown> = {};
   /** Where each value came from (a flag, a variable or the default), named in its problems. */

@@ -43,8 +43,11 @@ export function compileSchema(schema: object): Validator<unknown> {
 export interface ProblemOptions {
   /** File (or source) the document came from, copied into every problem. */
   file?: string;
-  /** Every problem gets this code instead of the code of its kind. */
-  code?: ErrorCode;
+  /**
+   * Every problem gets this code instead of the code of its kind (e.g. RULE_INVALID), or the
+   * code this function returns for the kind and the ajv error (the HTTP API's field codes).
+   */
+  code?: ErrorCode | ((kind: ErrorCode, error: ErrorObject) => ErrorCode);
 }
 
 /** Validates `data`; returns the problems (empty when valid). */
@@ -127,12 +130,14 @@ function one(e: ErrorObject, branches: readonly ErrorObject[]): Omit<Problem, 'f
     return { code: 'PATTERN_MISMATCH', path, message: `must be ${what}${secret(e) ? '' : `, got ${show(e.data)}`}` };
   }
   if (e.keyword === 'uniqueItems') {
-    return { code: 'VALUE_INVALID', path, message: `must not repeat an item (items ${String(p.j)} and ${String(p.i)} are equal)` };
+    const [a, b] = [Number(p.i), Number(p.j)].sort((x, y) => x - y);
+    return { code: 'VALUE_INVALID', path, message: `must not repeat an item (items ${a} and ${b} are equal)` };
   }
   if (e.keyword === 'propertyNames') {
     const name = String(p.propertyName);
     const why = branches.length > 0 ? one(branches[0]!, []).message : 'is not allowed';
-    return { code: 'VALUE_INVALID', path: `${path}/${escapePointer(name)}`, message: `name "${name}" ${why}` };
+    // The path is the object's: a pointer to the name would point to its value.
+    return { code: 'VALUE_INVALID', path, message: `has a name ${JSON.stringify(name)} that ${why}` };
   }
   if (e.keyword === 'anyOf' || e.keyword === 'oneOf') {
     const here = branches.filter((b) => b.instancePath === path);
@@ -165,7 +170,8 @@ export function problemsFromAjv(errors: readonly ErrorObject[] | null | undefine
     if (composites.some((c) => inside(e, c))) continue;
     const branches = COMPOSITE.has(e.keyword) ? list.filter((b) => inside(b, e)) : [];
     const p: Problem = one(e, branches);
-    if (opts.code !== undefined) p.code = opts.code;
+    if (typeof opts.code === 'function') p.code = opts.code(p.code, e);
+    else if (opts.code !== undefined) p.code = opts.code;
     if (opts.file !== undefined) p.file = opts.file;
     const k = `${p.code}|${p.path}|${p.message}`;
     if (seen.has(k)) continue;

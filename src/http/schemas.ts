@@ -118,10 +118,14 @@ export const resetResultSchema = Type.Object({
   limits: Type.Array(Type.Object({ policy: Type.String(), reset: Type.Number() })),
 });
 
+/** The one problem shape (src/engine/errors.ts Problem) as an HTTP client sees it. */
+export const problemSchema = Type.Object({ code: Type.String(), path: Type.String(), message: Type.String() });
+
 export const errorBodySchema = Type.Object({
   error: Type.String(),
   message: Type.String(),
   path: Type.Optional(Type.String()),
+  problems: Type.Optional(Type.Array(problemSchema)),
 });
 
 export const healthSchema = Type.Object({ status: Type.String() });

@@ -21,6 +21,7 @@ import {
 } from '../../regions/topology.ts';
 import { ADMIN_USER, generateCredentials, nkeyEnvName, serverEnv, writeCredentials } from '../../regions/auth.ts';
 import { NATS_SERVER_BIN } from '../../support/nats-server.ts';
+import { regionFile } from '../helpers/region-files.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(join(os.tmpdir(), 'limiter-regions-test-'));
@@ -141,12 +142,7 @@ describe('committed generated files', () => {
 });
 
 describe('topology validation', () => {
-  const region = (name: string, base: number, extra: Record<string, unknown> = {}) => ({
-    name,
-    nats: { clientPort: base, clusterPort: base + 1, gatewayPort: base + 2, monitorPort: base + 3 },
-    nodes: [{ id: `${name}-1`, httpPort: base + 4 }],
-    ...extra,
-  });
+  const region = regionFile;
   const dirWith = (files: Record<string, unknown>) => {
     const d = mkdtempSync(join(tmp, 'topo-'));
     for (const [f, v] of Object.entries(files)) writeFileSync(join(d, f), typeof v === 'string' ? v : JSON.stringify(v));
