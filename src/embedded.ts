@@ -17,7 +17,7 @@ import { loadConfig, type NodeConfig } from './config.ts';
 import { admit } from './engine/admissions.ts';
 import { LimiterError, type ErrorCode } from './engine/errors.ts';
 import { validateRules } from './engine/rules.ts';
-import { compileSchema, type Validator } from './engine/validation.ts';
+import { compileSchema, type Check } from './engine/validation.ts';
 import type { CheckRequest, Decision, RefundResult, RulesConfig } from './engine/types.ts';
 import { fromValidation } from './http/errors.ts';
 import { DEFAULT_LIMITS, checkBodySchema, checkKey, checkMetadataBytes, type InputLimits } from './http/schemas.ts';
@@ -104,7 +104,7 @@ export async function createLimiter(o: CreateLimiterOptions): Promise<Limiter> {
 class EmbeddedLimiter implements Limiter {
   readonly nodeId: string;
   private readonly limits: InputLimits;
-  private readonly validate: Validator<unknown>;
+  private readonly validate: Check;
   private closed = false;
 
   constructor(

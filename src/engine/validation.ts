@@ -30,13 +30,19 @@ export const AJV_OPTIONS = Object.freeze({
 
 const ajv = new Ajv({ ...AJV_OPTIONS });
 
-/** A compiled validator: a type guard whose `errors` hold the ajv errors of the last call. */
+/** A compiled validator of a TypeBox schema: a type guard whose `errors` hold the ajv errors of the last call. */
 export type Validator<T> = ValidateFunction<T>;
+
+/** A compiled validator of a plain JSON schema: true when valid; `errors` as above. */
+export interface Check {
+  (data: unknown): boolean;
+  errors?: ErrorObject[] | null;
+}
 
 /** Compiles a schema with the one ajv instance (ajv caches by schema object). */
 export function compileSchema<S extends TSchema>(schema: S): Validator<Static<S>>;
-export function compileSchema<T = unknown>(schema: object): Validator<T>;
-export function compileSchema(schema: object): Validator<unknown> {
+export function compileSchema(schema: object): Check;
+export function compileSchema(schema: object): Check {
   return ajv.compile(schema);
 }
 
@@ -51,7 +57,7 @@ export interface ProblemOptions {
 }
 
 /** Validates `data`; returns the problems (empty when valid). */
-export function validate<T>(validator: Validator<T>, data: unknown, opts: ProblemOptions = {}): Problem[] {
+export function validate(validator: Check, data: unknown, opts: ProblemOptions = {}): Problem[] {
   return validator(data) ? [] : problemsFromAjv(validator.errors, opts);
 }
 

@@ -29,6 +29,20 @@ export const DEFAULT_LIMITS: Readonly<InputLimits> = Object.freeze({
   maxBatch: 1000,
 });
 
+const PositiveInt = Type.Optional(Type.Integer({ minimum: 1 }));
+
+/** The numeric options of buildApp (the limiter and the clock are functions: checked by hand). */
+export const appOptionsSchema = Type.Object({
+  maxKeyBytes: PositiveInt,
+  maxCost: PositiveInt,
+  maxMetadataEntries: PositiveInt,
+  maxMetadataNameBytes: PositiveInt,
+  maxMetadataValueBytes: PositiveInt,
+  maxBatch: PositiveInt,
+  bodyLimit: PositiveInt,
+  denyStatus: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'an HTTP error status' })),
+});
+
 /**
  * `maxLength` counts code points, and a code point is at least one UTF-8 byte, so a string over
  * `maxLength` code points is always over the byte limit: the schema refuses the grossly long
