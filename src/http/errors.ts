@@ -1,7 +1,7 @@
 /**
  * The one place where errors become HTTP responses: a code -> status map covering every code in
  * ERROR_CODES, the translation of fastify / ajv errors into those codes, and the handlers
- * (error, not-found, framework) that send `{ error, message, path? }`.
+ * (error, not-found, framework) that send `{ error, message, path?, problems? }`.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorObject } from 'ajv';
@@ -128,6 +128,10 @@ const FIELD_CODES: Readonly<Record<string, ErrorCode>> = { cost: 'COST_INVALID',
  */
 export function fromValidation(errors: readonly ErrorObject[], context: string | undefined): ErrorBody {
   const problems = problemsFromAjv(errors, { code: requestCode });
+  // Keys and metadata are bounded in UTF-8 bytes; their schemas' maxLength is that bound in code points.
+  for (const p of problems) {
+    if (p.code === 'KEY_TOO_LONG' || p.code === 'METADATA_INVALID') p.message = p.message.replace(/^must have at most (\d+) characters$/, 'must be at most $1 bytes (UTF-8)');
+  }
   const first = problems[0];
   if (!first) return { error: 'INVALID_BODY', message: 'The request does not match the schema.' };
   const body: ErrorBody = { error: first.code, message: labelled(first, context ?? 'body'), problems };
