@@ -14,6 +14,7 @@
 import { Type } from '@sinclair/typebox';
 import type { Problem } from '../engine/errors.ts';
 import { compileSchema, problemsFromAjv } from '../engine/validation.ts';
+import { ReplicationError } from './errors.ts';
 
 /** Root of every replication subject. */
 export const SUBJECT_ROOT = 'limiter.d';
@@ -58,12 +59,12 @@ export function nodeIdProblem(id: unknown, path = ''): Problem | null {
 
 export function assertRegionName(name: string): void {
   const p = regionNameProblem(name);
-  if (p) throw new TypeError(`invalid region name: ${p.message}`);
+  if (p) throw new ReplicationError('REPLICATION_USAGE', `invalid region name: ${p.message}`);
 }
 
 export function assertNodeId(id: string): void {
   const p = nodeIdProblem(id);
-  if (p) throw new TypeError(`invalid node id: ${p.message}`);
+  if (p) throw new ReplicationError('REPLICATION_USAGE', `invalid node id: ${p.message}`);
 }
 
 function upper(region: string): string {
