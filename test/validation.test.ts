@@ -9,6 +9,7 @@ import { loadConfig } from '../src/config.ts';
 import { ConfigError, type Problem } from '../src/engine/errors.ts';
 import { compileSchema, problemsFromAjv, validate } from '../src/engine/validation.ts';
 import { buildApp } from '../src/http/app.ts';
+import { MAX_PROBLEMS } from '../src/http/errors.ts';
 import { parseRegion } from '../regions/topology.ts';
 import { regionFile } from './helpers/region-files.ts';
 import { makeLimiter } from './http/helpers.ts';
@@ -99,6 +100,17 @@ describe('the same kind of problem gets the same code and shape everywhere', () 
     expect(r.problems.every((p) => Object.keys(p).sort().join() === 'code,message,path')).toBe(true);
     expect([r.error, r.path]).toEqual([r.problems[0]!.code, r.problems[0]!.path]);
     expect(r.problems.find((p) => p.path === '/cost')!.message).toBe('must be at least 1, got 0');
+  });
+
+  it('a batch of bad entries lists at most MAX_PROBLEMS problems', async () => {
+    app ??= buildApp({ limiter: makeLimiter() });
+    const checks = Array.from({ length: 300 }, () => ({ key: '' }));
+    const r = await app.inject({ method: 'POST', url: '/v1/check/batch', payload: { checks } });
+    expect(r.statusCode).toBe(400);
+    const body = r.json() as { error: string; problems: Problem[] };
+    expect(body.error).toBe('KEY_EMPTY');
+    expect(body.problems).toHaveLength(MAX_PROBLEMS);
+    expect(body.problems[99]).toMatchObject({ code: 'KEY_EMPTY', path: '/checks/99/key' });
   });
 });
 

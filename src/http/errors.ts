@@ -119,6 +119,9 @@ function requestCode(kind: ErrorCode, e: ErrorObject): ErrorCode {
   return e.keyword === 'type' ? 'INVALID_BODY' : kind;
 }
 
+/** Most problems one error body lists. */
+export const MAX_PROBLEMS = 100;
+
 const REQUIRED_CODES: Readonly<Record<string, ErrorCode>> = { key: 'KEY_MISSING', cost: 'COST_INVALID', checks: 'BATCH_INVALID', admissionId: 'ADMISSION_ID_MISSING' };
 const FIELD_CODES: Readonly<Record<string, ErrorCode>> = { cost: 'COST_INVALID', admissionId: 'ADMISSION_ID_INVALID', requestId: 'REQUEST_ID_INVALID', checks: 'BATCH_INVALID' };
 
@@ -134,7 +137,8 @@ export function fromValidation(errors: readonly ErrorObject[], context: string |
   }
   const first = problems[0];
   if (!first) return { error: 'INVALID_BODY', message: 'The request does not match the schema.' };
-  const body: ErrorBody = { error: first.code, message: labelled(first, context ?? 'body'), problems };
+  // A batch of bad entries could list thousands; the first ones say what is wrong.
+  const body: ErrorBody = { error: first.code, message: labelled(first, context ?? 'body'), problems: problems.slice(0, MAX_PROBLEMS) };
   if (first.path !== '') body.path = first.path;
   return body;
 }
