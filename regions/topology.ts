@@ -19,7 +19,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { nodeIdProblem, regionNameProblem } from '../src/replication/subjects.ts';
+import { Type } from '@sinclair/typebox';
+import { ConfigError, type Problem } from '../src/engine/errors.ts';
+import { compileSchema, validate } from '../src/engine/validation.ts';
+import { NodeIdSchema, RegionNameSchema } from '../src/replication/subjects.ts';
 import { ADMIN_USER, nkeyEnvName, renderAuthorization } from './auth.ts';
 
 /** Directory holding the region files (this file's directory). */
@@ -60,92 +63,62 @@ export interface Topology {
   regions: RegionSpec[];
 }
 
-export interface TopologyProblem {
-  /** File the problem was found in. */
-  file: string;
-  /** Field path inside the file, e.g. "nats.gatewayPort" or "nodes[1].id"; "" for the file. */
-  field: string;
-  message: string;
-}
+/** A problem in a region file: the one problem shape (`path` is a JSON pointer, e.g. "/nodes/1/id"). */
+export type TopologyProblem = Problem;
 
-/** The topology is invalid; `problems` lists every problem found, each with file and field. */
-export class TopologyError extends Error {
-  readonly code = 'TOPOLOGY_INVALID';
-  readonly problems: readonly TopologyProblem[];
+/** The topology is invalid; `problems` lists every problem found, each with file and path. */
+export class TopologyError extends ConfigError {
   constructor(problems: readonly TopologyProblem[]) {
-    super(
-      'Invalid region topology:\n' +
-        problems.map((p) => `  ${p.file}${p.field ? ` field "${p.field}"` : ''}: ${p.message}`).join('\n'),
-    );
+    super(problems, 'TOPOLOGY_INVALID');
     this.name = 'TopologyError';
-    this.problems = problems;
   }
 }
 
 const PORT_FIELDS = ['clientPort', 'clusterPort', 'gatewayPort', 'monitorPort'] as const;
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 
-function portProblem(v: unknown): string | null {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-    return `expected an integer port 1..65535, got ${JSON.stringify(v)}`;
-  }
-  return null;
-}
+/** Schema of one region file. */
+export const RegionFileSchema = Type.Object(
+  {
+    name: RegionNameSchema,
+    nats: Type.Object(
+      { clientPort: Port, clusterPort: Port, gatewayPort: Port, monitorPort: Port },
+      { additionalProperties: false },
+    ),
+    nodes: Type.Array(Type.Object({ id: NodeIdSchema, httpPort: Port }, { additionalProperties: false }), { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+const validRegionFile = compileSchema(RegionFileSchema);
 
 /**
  * Validates one parsed region file. Collects every problem in `problems` (each naming `file`
- * and the field) and returns the region when the file has none.
+ * and the path) and returns the region when the file has none. The schema says the shape; by
+ * hand: the name equals the file name.
  */
 export function parseRegion(input: unknown, file: string, problems: TopologyProblem[]): RegionSpec | null {
-  const before = problems.length;
-  const add = (field: string, message: string) => problems.push({ file, field, message });
-  if (!isObject(input)) {
-    add('', 'expected a JSON object { name, nats, nodes }');
+  const found = validate(validRegionFile, input, { file });
+  if (found.length > 0) {
+    problems.push(...found);
     return null;
   }
-  for (const k of Object.keys(input)) if (!['name', 'nats', 'nodes'].includes(k)) add(k, 'unknown field');
-  const nameProblem = regionNameProblem(input.name);
-  if (nameProblem) add('name', nameProblem);
-  else {
-    const expected = basename(file).replace(/\.json$/, '');
-    if (input.name !== expected) add('name', `must equal the file name "${expected}", got ${JSON.stringify(input.name)}`);
+  const region = input as RegionSpec;
+  const expected = basename(file).replace(/\.json$/, '');
+  if (region.name !== expected) {
+    problems.push({ code: 'VALUE_INVALID', file, path: '/name', message: `must equal the file name "${expected}", got ${JSON.stringify(region.name)}` });
+    return null;
   }
-  if (!isObject(input.nats)) add('nats', 'expected an object { clientPort, clusterPort, gatewayPort, monitorPort }');
-  else {
-    for (const k of Object.keys(input.nats)) {
-      if (!(PORT_FIELDS as readonly string[]).includes(k)) add(`nats.${k}`, 'unknown field');
-    }
-    for (const k of PORT_FIELDS) {
-      const p = portProblem(input.nats[k]);
-      if (p) add(`nats.${k}`, input.nats[k] === undefined ? 'missing' : p);
-    }
-  }
-  if (!Array.isArray(input.nodes) || input.nodes.length === 0) add('nodes', 'expected a non-empty array of { id, httpPort }');
-  else {
-    input.nodes.forEach((n: unknown, i: number) => {
-      const at = `nodes[${i}]`;
-      if (!isObject(n)) return add(at, 'expected an object { id, httpPort }');
-      for (const k of Object.keys(n)) if (!['id', 'httpPort'].includes(k)) add(`${at}.${k}`, 'unknown field');
-      const idp = nodeIdProblem(n.id);
-      if (idp) add(`${at}.id`, n.id === undefined ? 'missing' : idp);
-      const pp = portProblem(n.httpPort);
-      if (pp) add(`${at}.httpPort`, n.httpPort === undefined ? 'missing' : pp);
-    });
-  }
-  if (problems.length !== before) return null;
-  const nats = input.nats as Record<string, number>;
   return {
-    name: input.name as string,
+    name: region.name,
     nats: {
-      clientPort: nats.clientPort!,
-      clusterPort: nats.clusterPort!,
-      gatewayPort: nats.gatewayPort!,
-      monitorPort: nats.monitorPort!,
+      clientPort: region.nats.clientPort,
+      clusterPort: region.nats.clusterPort,
+      gatewayPort: region.nats.gatewayPort,
+      monitorPort: region.nats.monitorPort,
     },
-    nodes: (input.nodes as Array<{ id: string; httpPort: number }>).map((n) => ({ id: n.id, httpPort: n.httpPort })),
+    nodes: region.nodes.map((n) => ({ id: n.id, httpPort: n.httpPort })),
   };
 }
 
@@ -156,31 +129,31 @@ export function parseRegion(input: unknown, file: string, problems: TopologyProb
  */
 export function validateTopology(entries: ReadonlyArray<{ file: string; region: RegionSpec }>): Topology {
   const problems: TopologyProblem[] = [];
-  if (entries.length === 0) problems.push({ file: REGIONS_DIR, field: '', message: 'no region files (*.json) found' });
+  if (entries.length === 0) problems.push({ code: 'FIELD_MISSING', file: REGIONS_DIR, path: '', message: 'no region files (*.json) found' });
   const names = new Map<string, string>();
   const ids = new Map<string, string>();
   const ports = new Map<number, string>();
   const envNames = new Map<string, string>();
   for (const { file, region } of entries) {
     const seen = names.get(region.name);
-    if (seen) problems.push({ file, field: 'name', message: `region "${region.name}" is also defined in ${seen}` });
+    if (seen) problems.push({ code: 'VALUE_INVALID', file, path: '/name', message: `region "${region.name}" is also defined in ${seen}` });
     names.set(region.name, file);
-    const usePort = (port: number, field: string) => {
+    const usePort = (port: number, path: string) => {
       const other = ports.get(port);
-      if (other) problems.push({ file, field, message: `port ${port} is already used by ${other}` });
-      else ports.set(port, `${basename(file)} ${field}`);
+      if (other) problems.push({ code: 'VALUE_INVALID', file, path, message: `port ${port} is already used by ${other}` });
+      else ports.set(port, `${basename(file)} ${path}`);
     };
-    for (const k of PORT_FIELDS) usePort(region.nats[k], `nats.${k}`);
+    for (const k of PORT_FIELDS) usePort(region.nats[k], `/nats/${k}`);
     region.nodes.forEach((n, i) => {
       const other = ids.get(n.id);
-      if (other) problems.push({ file, field: `nodes[${i}].id`, message: `node id "${n.id}" is also used in ${other}` });
-      if (n.id === ADMIN_USER) problems.push({ file, field: `nodes[${i}].id`, message: `"${ADMIN_USER}" is the NATS admin user's name, not a node id` });
+      if (other) problems.push({ code: 'VALUE_INVALID', file, path: `/nodes/${i}/id`, message: `node id "${n.id}" is also used in ${other}` });
+      if (n.id === ADMIN_USER) problems.push({ code: 'VALUE_NOT_ALLOWED', file, path: `/nodes/${i}/id`, message: `"${ADMIN_USER}" is the NATS admin user's name, not a node id` });
       const env = nkeyEnvName(n.id);
       const clash = envNames.get(env);
-      if (clash && clash !== n.id) problems.push({ file, field: `nodes[${i}].id`, message: `node ids "${clash}" and "${n.id}" share the credential variable ${env}` });
+      if (clash && clash !== n.id) problems.push({ code: 'VALUE_INVALID', file, path: `/nodes/${i}/id`, message: `node ids "${clash}" and "${n.id}" share the credential variable ${env}` });
       envNames.set(env, n.id);
       ids.set(n.id, file);
-      usePort(n.httpPort, `nodes[${i}].httpPort`);
+      usePort(n.httpPort, `/nodes/${i}/httpPort`);
     });
   }
   if (problems.length) throw new TopologyError(problems);
@@ -200,7 +173,7 @@ export function loadTopology(dir: string = REGIONS_DIR): Topology {
     try {
       parsed = JSON.parse(readFileSync(file, 'utf8'));
     } catch (err) {
-      problems.push({ file, field: '', message: `cannot read or parse JSON: ${(err as Error).message}` });
+      problems.push({ code: 'CONFIG_UNREADABLE', file, path: '', message: `cannot read or parse JSON: ${(err as Error).message}` });
       continue;
     }
     const region = parseRegion(parsed, file, problems);
@@ -229,7 +202,7 @@ export function topologyFromNames(names: readonly string[], nodes?: ReadonlyArra
 
 export function getRegion(topology: Topology, name: string): RegionSpec {
   const r = topology.regions.find((x) => x.name === name);
-  if (!r) throw new TopologyError([{ file: REGIONS_DIR, field: '', message: `no region named "${name}" (have: ${topology.regions.map((x) => x.name).join(', ')})` }]);
+  if (!r) throw new TopologyError([{ code: 'VALUE_NOT_ALLOWED', file: REGIONS_DIR, path: '', message: `no region named "${name}" (have: ${topology.regions.map((x) => x.name).join(', ')})` }]);
   return r;
 }
 

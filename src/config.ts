@@ -1,11 +1,15 @@
 /**
  * Node configuration from command-line flags and LIMITER_* environment variables (flags win),
- * validated once against a schema and frozen. Every problem is reported with its code.
+ * validated once against a TypeBox schema (src/engine/validation.ts) and frozen. Text values are
+ * read as their types here, by hand, in one place (durations and booleans have forms JSON Schema
+ * has no coercion for); every problem is reported with its code and where the value came from.
  */
 import { parseArgs } from 'node:util';
-import { Ajv } from 'ajv';
+import { Type } from '@sinclair/typebox';
 import { parseDuration } from './engine/duration.ts';
 import { ConfigError, type ConfigProblem } from './engine/errors.ts';
+import { compileSchema, problemsFromAjv } from './engine/validation.ts';
+import { NodeIdSchema } from './replication/subjects.ts';
 import type { Durability } from './storage/sqlite.ts';
 
 export interface NodeConfig {
@@ -144,59 +148,61 @@ export function usage(): string {
   ].join('\n');
 }
 
-const SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['nodeId', 'region', 'host', 'port', 'rules', 'data', 'durability', 'flushIntervalMs', 'maxKeys', 'maxKeyBytes', 'denyStatus', 'nats', 'regions', 'natsNkeyFile', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'staleAfterMs', 'streamMaxAgeMs', 'logLevel', 'adminToken', 'apiTokens', 'apiTokensFile', 'restrictStatus', 'trustedProxies', 'forwardedHeader', 'tlsCert', 'tlsKey', 'bodyLimit', 'maxHeaderSize', 'maxBatch', 'maxMetadataEntries', 'maxMetadataValueBytes', 'maxAdmissions', 'maxConnections', 'connectionTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'keepAliveTimeoutMs', 'metrics', 'metricsPort', 'otlpEndpoint', 'otlpCheckSample'],
-  properties: {
-    nodeId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
-    region: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
-    host: { type: 'string', minLength: 1 },
-    port: { type: 'integer', minimum: 0, maximum: 65535 },
-    rules: { type: 'string', minLength: 1 },
-    data: { type: 'string', minLength: 1 },
-    durability: { enum: ['batch', 'sync'] },
-    flushIntervalMs: { type: 'integer', minimum: 1, maximum: 60_000 },
-    maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
-    maxKeyBytes: { type: 'integer', minimum: 1, maximum: 1024 },
-    denyStatus: { type: 'integer', minimum: 400, maximum: 599 },
-    nats: { type: 'array', items: { type: 'string', pattern: '^(nats|tls|ws|wss)?:?/?/?[^\\s]+$' } },
-    regions: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' }, uniqueItems: true },
-    natsNkeyFile: { type: 'string' },
-    natsTlsCa: { type: 'string' },
-    natsTlsCert: { type: 'string' },
-    natsTlsKey: { type: 'string' },
-    staleAfterMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
-    streamMaxAgeMs: { type: 'integer', minimum: 60_000, maximum: 365 * 24 * 3600 * 1000 },
-    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
-    // Tokens: printable ASCII without spaces (what fits a Bearer header), at least 16 characters.
-    adminToken: { anyOf: [{ const: '' }, { type: 'string', pattern: '^[\\x21-\\x7e]{16,4096}$' }] },
-    apiTokens: { type: 'array', items: { type: 'string', pattern: '^[\\x21-\\x7e]{16,4096}$' } },
-    apiTokensFile: { type: 'string' },
-    restrictStatus: { type: 'boolean' },
-    trustedProxies: { type: 'array', items: { type: 'string', pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' } },
-    forwardedHeader: { enum: ['x-forwarded-for', 'forwarded'] },
-    tlsCert: { type: 'string' },
-    tlsKey: { type: 'string' },
-    bodyLimit: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
-    maxHeaderSize: { type: 'integer', minimum: 1024, maximum: 1024 * 1024 },
-    maxBatch: { type: 'integer', minimum: 1, maximum: 100_000 },
-    maxMetadataEntries: { type: 'integer', minimum: 1, maximum: 1024 },
-    maxMetadataValueBytes: { type: 'integer', minimum: 1, maximum: 65_536 },
-    maxAdmissions: { type: 'integer', minimum: 1, maximum: 100_000_000 },
-    maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-    connectionTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
-    requestTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
-    headersTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
-    keepAliveTimeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
-    metrics: { type: 'boolean' },
-    metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
-    otlpEndpoint: { anyOf: [{ const: '' }, { type: 'string', pattern: '^https?://[^\\s]+$' }] },
-    otlpCheckSample: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-  },
-} as const;
+const ms = (min: number, max: number) => Type.Integer({ minimum: min, maximum: max });
+/** Tokens: printable ASCII without spaces (what fits a Bearer header), at least 16 characters; never echoed. */
+const TOKEN = { pattern: '^[\\x21-\\x7e]{16,4096}$', description: '16 to 4096 printable ASCII characters without spaces', writeOnly: true } as const;
 
-const validate = new Ajv({ allErrors: true }).compile(SCHEMA);
+/** Schema of the resolved configuration (after flags and variables are read as their types). */
+export const CONFIG_SCHEMA = Type.Object(
+  {
+    nodeId: NodeIdSchema,
+    region: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'letters, digits, "-" and "_" (at most 64, starting with a letter or digit)' }),
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    rules: Type.String({ minLength: 1 }),
+    data: Type.String({ minLength: 1 }),
+    durability: Type.Union([Type.Literal('batch'), Type.Literal('sync')]),
+    flushIntervalMs: ms(1, 60_000),
+    maxKeys: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+    maxKeyBytes: Type.Integer({ minimum: 1, maximum: 1024 }),
+    denyStatus: Type.Integer({ minimum: 400, maximum: 599 }),
+    nats: Type.Array(Type.String({ pattern: '^(nats|tls|ws|wss)?:?/?/?[^\\s]+$', description: 'a NATS URL like nats://host:4222' })),
+    regions: Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'a region name' }), { uniqueItems: true }),
+    natsNkeyFile: Type.String(),
+    natsTlsCa: Type.String(),
+    natsTlsCert: Type.String(),
+    natsTlsKey: Type.String(),
+    staleAfterMs: ms(100, 3_600_000),
+    streamMaxAgeMs: ms(60_000, 365 * 24 * 3600 * 1000),
+    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+    adminToken: Type.String({ ...TOKEN, pattern: '^$|^[\\x21-\\x7e]{16,4096}$', description: `empty, or ${TOKEN.description}` }),
+    apiTokens: Type.Array(Type.String(TOKEN)),
+    apiTokensFile: Type.String(),
+    restrictStatus: Type.Boolean(),
+    trustedProxies: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$', description: 'an IP address or CIDR like 10.0.0.0/8' })),
+    forwardedHeader: Type.Union([Type.Literal('x-forwarded-for'), Type.Literal('forwarded')]),
+    tlsCert: Type.String(),
+    tlsKey: Type.String(),
+    bodyLimit: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+    maxHeaderSize: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 }),
+    maxBatch: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    maxMetadataEntries: Type.Integer({ minimum: 1, maximum: 1024 }),
+    maxMetadataValueBytes: Type.Integer({ minimum: 1, maximum: 65_536 }),
+    maxAdmissions: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    connectionTimeoutMs: ms(1, 3_600_000),
+    requestTimeoutMs: ms(1, 3_600_000),
+    headersTimeoutMs: ms(1, 3_600_000),
+    keepAliveTimeoutMs: ms(1, 3_600_000),
+    metrics: Type.Boolean(),
+    metricsPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+    otlpEndpoint: Type.String({ pattern: '^$|^https?://[^\\s]+$', description: 'empty, or an http(s) URL' }),
+    otlpCheckSample: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+  },
+  { additionalProperties: false },
+);
+
+const validateConfig = compileSchema(CONFIG_SCHEMA);
 
 /** Build the node configuration from argv and env. Throws ConfigError listing every problem. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<NodeConfig> {
@@ -211,15 +217,26 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
     });
     flags = parsed.values as Record<string, string | undefined>;
   } catch (cause) {
-    throw new ConfigError([{ code: 'CONFIG_INVALID', file: '<command line>', path: '', message: (cause as Error).message }]);
+    const message = (cause as Error).message;
+    const option = /'--([^'=\s]+)/.exec(message)?.[1];
+    const unknown = (cause as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION';
+    const path = option !== undefined ? `/${Object.entries(OPTIONS).find(([, o]) => o.flag === option)?.[0] ?? option}` : '';
+    throw new ConfigError([
+      unknown && option !== undefined
+        ? { code: 'UNKNOWN_FIELD', file: '<command line>', path, message: `unknown option "--${option}"` }
+        : { code: 'VALUE_INVALID', file: '<command line>', path, message },
+    ]);
   }
   const raw: Record<string, unknown> = {};
+  /** Where each value came from (a flag, a variable or the default), named in its problems. */
+  const sources: Record<string, string> = {};
   for (const [name, o] of Object.entries(OPTIONS) as [keyof NodeConfig, OptionDef][]) {
     const fromFlag = flags[o.flag];
     const fallback = o.fallbackEnv !== undefined && env[o.env] === undefined ? env[o.fallbackEnv] : undefined;
     const source = fromFlag !== undefined ? `--${o.flag}` : env[o.env] !== undefined ? o.env : fallback !== undefined ? o.fallbackEnv! : 'default';
     const text = fromFlag ?? env[o.env] ?? fallback ?? o.default;
     if (text === undefined) continue;
+    sources[name] = source;
     switch (o.type) {
       case 'string':
         raw[name] = text;
@@ -227,13 +244,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
       case 'integer': {
         const n = Number(text);
         if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) {
-          problems.push({ code: 'CONFIG_INVALID', file: source, path: `/${name}`, message: `"${text}" is not an integer` });
+          problems.push({ code: 'TYPE_MISMATCH', file: source, path: `/${name}`, message: `must be an integer, got ${JSON.stringify(text)}` });
         } else raw[name] = n;
         break;
       }
       case 'duration': {
         const ms = parseDuration(text);
-        if (ms === undefined) problems.push({ code: 'CONFIG_INVALID', file: source, path: `/${name}`, message: `"${text}" is not a duration like "50ms" or "1s"` });
+        if (ms === undefined) problems.push({ code: 'TYPE_MISMATCH', file: source, path: `/${name}`, message: `must be a duration like "50ms" or "1s", got ${JSON.stringify(text)}` });
         else raw[name] = ms;
         break;
       }
@@ -241,7 +258,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
         const t = text.trim().toLowerCase();
         if (['true', '1', 'yes', 'on'].includes(t)) raw[name] = true;
         else if (['false', '0', 'no', 'off', ''].includes(t)) raw[name] = false;
-        else problems.push({ code: 'CONFIG_INVALID', file: source, path: `/${name}`, message: `"${text}" is not a boolean (true/false, yes/no, on/off, 1/0)` });
+        else problems.push({ code: 'TYPE_MISMATCH', file: source, path: `/${name}`, message: `must be a boolean (true/false, yes/no, on/off, 1/0), got ${JSON.stringify(text)}` });
         break;
       }
       case 'list':
@@ -253,29 +270,28 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Readonly<Nod
     }
   }
   if (raw.rules === undefined) {
-    problems.push({ code: 'CONFIG_INVALID', file: '<command line>', path: '/rules', message: 'no rules file: pass --rules FILE or set LIMITER_RULES' });
+    problems.push({ code: 'FIELD_MISSING', file: '<command line>', path: '/rules', message: 'no rules file: pass --rules FILE or set LIMITER_RULES' });
   }
-  if (problems.length === 0 && !validate(raw)) {
-    for (const e of validate.errors ?? []) {
-      const name = e.instancePath.split('/')[1] as keyof NodeConfig | undefined;
-      const o = name ? OPTIONS[name] : undefined;
-      problems.push({ code: 'CONFIG_INVALID', file: o ? `--${o.flag} / ${o.env}` : '<config>', path: e.instancePath, message: e.message ?? 'invalid' });
+  if (problems.length === 0 && !validateConfig(raw)) {
+    for (const p of problemsFromAjv(validateConfig.errors)) {
+      const name = p.path.split('/')[1];
+      problems.push({ ...p, file: (name !== undefined ? sources[name] : undefined) ?? '<config>' });
     }
   }
   if (problems.length === 0) {
     const c = raw as unknown as NodeConfig;
     if (c.regions.length === 0) c.regions = [c.region];
     if ((c.natsTlsCert === '') !== (c.natsTlsKey === '')) {
-      problems.push({ code: 'CONFIG_INVALID', file: '--nats-tls-cert / --nats-tls-key', path: '/natsTlsCert', message: 'a client certificate needs its key, and a key its certificate' });
+      problems.push({ code: 'FIELD_MISSING', file: '--nats-tls-cert / --nats-tls-key', path: c.natsTlsCert === '' ? '/natsTlsCert' : '/natsTlsKey', message: 'a client certificate needs its key, and a key its certificate' });
     }
     else if (!c.regions.includes(c.region)) {
-      problems.push({ code: 'CONFIG_INVALID', file: '--regions / LIMITER_REGIONS', path: '/regions', message: `must include this node's region "${c.region}"` });
+      problems.push({ code: 'VALUE_INVALID', file: sources.regions ?? '--regions', path: '/regions', message: `must include this node's region "${c.region}"` });
     }
     if ((c.tlsCert === '') !== (c.tlsKey === '')) {
-      problems.push({ code: 'CONFIG_INVALID', file: '--tls-cert / --tls-key', path: c.tlsCert === '' ? '/tlsCert' : '/tlsKey', message: 'TLS needs both a certificate and a key' });
+      problems.push({ code: 'FIELD_MISSING', file: '--tls-cert / --tls-key', path: c.tlsCert === '' ? '/tlsCert' : '/tlsKey', message: 'TLS needs both a certificate and a key' });
     }
     if (c.headersTimeoutMs > c.requestTimeoutMs) {
-      problems.push({ code: 'CONFIG_INVALID', file: '--headers-timeout / LIMITER_HEADERS_TIMEOUT', path: '/headersTimeoutMs', message: 'must not be longer than --request-timeout' });
+      problems.push({ code: 'OUT_OF_RANGE', file: sources.headersTimeoutMs ?? '--headers-timeout', path: '/headersTimeoutMs', message: `must not be longer than --request-timeout (${c.requestTimeoutMs} ms)` });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -12,15 +12,15 @@
  * schema and checks, and refused with the same codes (a LimiterError).
  */
 import { hostname } from 'node:os';
-import { Ajv, type ValidateFunction } from 'ajv';
 import type { Logger } from 'pino';
 import { loadConfig, type NodeConfig } from './config.ts';
 import { admit } from './engine/admissions.ts';
 import { LimiterError, type ErrorCode } from './engine/errors.ts';
 import { validateRules } from './engine/rules.ts';
+import { compileSchema, type Check } from './engine/validation.ts';
 import type { CheckRequest, Decision, RefundResult, RulesConfig } from './engine/types.ts';
 import { fromValidation } from './http/errors.ts';
-import { AJV_OPTIONS, DEFAULT_LIMITS, checkBodySchema, checkKey, checkMetadataBytes, type InputLimits } from './http/schemas.ts';
+import { DEFAULT_LIMITS, checkBodySchema, checkKey, checkMetadataBytes, type InputLimits } from './http/schemas.ts';
 import { buildNode, type NodeParts, type NodeStatus } from './node.ts';
 
 export type { CheckRequest, Decision, RefundResult } from './engine/types.ts';
@@ -104,7 +104,7 @@ export async function createLimiter(o: CreateLimiterOptions): Promise<Limiter> {
 class EmbeddedLimiter implements Limiter {
   readonly nodeId: string;
   private readonly limits: InputLimits;
-  private readonly validate: ValidateFunction;
+  private readonly validate: Check;
   private closed = false;
 
   constructor(
@@ -114,7 +114,7 @@ class EmbeddedLimiter implements Limiter {
     const c = parts.config;
     this.nodeId = c.nodeId;
     this.limits = { ...DEFAULT_LIMITS, maxKeyBytes: c.maxKeyBytes, maxBatch: c.maxBatch, maxMetadataEntries: c.maxMetadataEntries, maxMetadataValueBytes: c.maxMetadataValueBytes };
-    this.validate = new Ajv({ ...AJV_OPTIONS }).compile(checkBodySchema(this.limits));
+    this.validate = compileSchema(checkBodySchema(this.limits));
   }
 
   /** The HTTP API's validation of one check, refusing with its codes. */

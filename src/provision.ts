@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './engine/duration.ts';
+import type { Problem } from './engine/errors.ts';
 import { provisionDeployment, redactUrl } from './replication/jetstream/index.ts';
 import { regionNameProblem } from './replication/subjects.ts';
 
@@ -54,23 +55,24 @@ async function main(): Promise<void> {
   const env = process.env;
   const nats = (values.nats ?? env.LIMITER_NATS ?? (values.dev ? 'nats://127.0.0.1:4222' : '')).split(',').filter(Boolean);
   const regions = (values.regions ?? env.LIMITER_REGIONS ?? (values.dev ? 'local' : '')).split(',').filter(Boolean);
-  const problems: string[] = [];
-  if (nats.length === 0) problems.push('--nats is required');
-  if (regions.length === 0) problems.push('--regions is required');
-  for (const r of regions) {
-    const p = regionNameProblem(r);
-    if (p) problems.push(`region ${JSON.stringify(r)}: ${p}`);
-  }
-  const maxAgeMs = parseDuration(values['stream-max-age'] ?? env.LIMITER_STREAM_MAX_AGE ?? '24h') ?? problems.push('--stream-max-age is not a duration like 24h');
-  const timeoutMs = parseDuration(values.timeout ?? '60s') ?? problems.push('--timeout is not a duration like 60s');
+  const problems: Problem[] = [];
+  if (nats.length === 0) problems.push({ code: 'FIELD_MISSING', path: '/nats', message: '--nats is required' });
+  if (regions.length === 0) problems.push({ code: 'FIELD_MISSING', path: '/regions', message: '--regions is required' });
+  regions.forEach((r, i) => {
+    const p = regionNameProblem(r, `/regions/${i}`);
+    if (p) problems.push({ ...p, message: `region ${JSON.stringify(r)}: ${p.message}` });
+  });
+  const notDuration = (path: string, flag: string, example: string) => problems.push({ code: 'TYPE_MISMATCH', path, message: `--${flag} must be a duration like ${example}` });
+  const maxAgeMs = parseDuration(values['stream-max-age'] ?? env.LIMITER_STREAM_MAX_AGE ?? '24h') ?? notDuration('/streamMaxAge', 'stream-max-age', '24h');
+  const timeoutMs = parseDuration(values.timeout ?? '60s') ?? notDuration('/timeout', 'timeout', '60s');
   const seedFile = values['nkey-file'] ?? env.LIMITER_NATS_NKEY_FILE ?? 'secrets/admin.nk';
   let seed = '';
   try {
     seed = readFileSync(seedFile, 'utf8').trim();
   } catch (err) {
-    problems.push(`cannot read the admin nkey seed ${seedFile}: ${(err as Error).message} (npm run creds writes it)`);
+    problems.push({ code: 'CONFIG_UNREADABLE', path: '/nkeyFile', file: seedFile, message: `cannot read the admin nkey seed: ${(err as Error).message} (npm run creds writes it)` });
   }
-  if (problems.length) fail(`${problems.join('\n  ')}\n\n${USAGE}`, 2);
+  if (problems.length) fail(`${problems.map((p) => `${p.code} ${p.file ?? ''}${p.file ? ' ' : ''}at ${p.path}: ${p.message}`).join('\n  ')}\n\n${USAGE}`, 2);
 
   const done = await provisionDeployment({ servers: nats, regions, nkeySeed: seed, maxAgeMs: maxAgeMs as number, timeoutMs: timeoutMs as number });
   for (const d of done) process.stdout.write(`${d.stream}: ${d.outcome}\n`);

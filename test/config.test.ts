@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, OPTIONS, usage } from '../src/config.ts';
-import { ConfigError } from '../src/engine/errors.ts';
+import { ConfigError, type Problem } from '../src/engine/errors.ts';
 
-function problemsOf(argv: string[], env: Record<string, string> = {}): { path: string; file: string; message: string; code: string }[] {
+function problemsOf(argv: string[], env: Record<string, string> = {}): Problem[] {
   try {
     loadConfig(argv, env);
   } catch (err) {
@@ -52,18 +52,28 @@ describe('loadConfig', () => {
 
   it('lists every problem with its code and where it came from', () => {
     const problems = problemsOf(['--port', 'eighty', '--flush-interval', 'soon', '--durability', 'maybe'], { LIMITER_MAX_KEYS: '1.5' });
-    expect(problems.map((p) => p.code).every((c) => c === 'CONFIG_INVALID')).toBe(true);
-    expect(problems.map((p) => p.path).sort()).toEqual(['/flushIntervalMs', '/maxKeys', '/port', '/rules']);
+    expect(problems.map((p) => [p.path, p.code]).sort()).toEqual([
+      ['/flushIntervalMs', 'TYPE_MISMATCH'],
+      ['/maxKeys', 'TYPE_MISMATCH'],
+      ['/port', 'TYPE_MISMATCH'],
+      ['/rules', 'FIELD_MISSING'],
+    ]);
     expect(problems.find((p) => p.path === '/maxKeys')?.file).toBe('LIMITER_MAX_KEYS');
     expect(problems.find((p) => p.path === '/port')?.file).toBe('--port');
     // Once the values parse, the schema checks ranges and enums (all of them).
     const later = problemsOf(['--rules', 'r.yaml', '--port', '70000', '--durability', 'maybe', '--node-id', 'has space']);
-    expect(later.map((p) => p.path).sort()).toEqual(['/durability', '/nodeId', '/port']);
+    expect(later.map((p) => [p.path, p.code, p.file]).sort()).toEqual([
+      ['/durability', 'VALUE_NOT_ALLOWED', '--durability'],
+      ['/nodeId', 'PATTERN_MISMATCH', '--node-id'],
+      ['/port', 'OUT_OF_RANGE', '--port'],
+    ]);
+    expect(later.find((p) => p.path === '/durability')?.message).toBe('must be one of "batch", "sync", got "maybe"');
+    expect(later.find((p) => p.path === '/port')?.message).toBe('must be at most 65535, got 70000');
   });
 
   it('refuses regions that do not include the node\'s own region, and unknown flags', () => {
     expect(problemsOf(['--rules', 'r.yaml', '--region', 'ap-south', '--regions', 'us-east,eu-west'])[0]).toMatchObject({ path: '/regions' });
-    expect(problemsOf(['--rules', 'r.yaml', '--colour', 'blue'])[0]?.message).toMatch(/colour/);
+    expect(problemsOf(['--rules', 'r.yaml', '--colour', 'blue'])[0]).toMatchObject({ code: 'UNKNOWN_FIELD', message: expect.stringMatching(/colour/) });
   });
 
   it('security and listener options: defaults, booleans, lists, and the pairs that must agree', () => {
@@ -111,7 +121,7 @@ describe('loadConfig', () => {
     expect(loadConfig(['--rules', 'r.yaml'], { PORT: '9100', LIMITER_PORT: '9200', HOST: '0.0.0.0', LIMITER_HOST: '::1' })).toMatchObject({ port: 9200, host: '::1' });
     expect(loadConfig(['--rules', 'r.yaml', '--port', '9300'], { PORT: '9100' }).port).toBe(9300);
     const problems = problemsOf(['--rules', 'r.yaml'], { PORT: 'eighty' });
-    expect(problems).toEqual([expect.objectContaining({ code: 'CONFIG_INVALID', file: 'PORT', path: '/port' })]);
+    expect(problems).toEqual([expect.objectContaining({ code: 'TYPE_MISMATCH', file: 'PORT', path: '/port' })]);
   });
 
   it('--help names every option with its variable and default, and so does the README', () => {

@@ -40,6 +40,14 @@ export const ERROR_CODES = {
   RULE_DUPLICATE_ID: 'Two rules have the same id.',
   RULE_INVALID_WINDOW: 'A window is not a duration like "500ms", "1s", "10m", "1h", "1d".',
   RULE_INVALID: 'A rule does not match the rules schema.',
+  TOPOLOGY_INVALID: 'The region topology (regions/*.json) is invalid; every problem is listed.',
+  // Kinds of problem in a validated document (config, rules, topology, message)
+  FIELD_MISSING: 'A required field is missing.',
+  TYPE_MISMATCH: 'A value has the wrong type (e.g. a string where an integer is expected).',
+  VALUE_NOT_ALLOWED: 'A value is not one of the allowed values.',
+  OUT_OF_RANGE: 'A number, length or count is outside its allowed range.',
+  PATTERN_MISMATCH: 'A string does not have the required form (e.g. a name with forbidden characters).',
+  VALUE_INVALID: 'A value is invalid in a way no more specific code covers (repeated items, values that contradict each other).',
   // Replication and codec
   CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',
@@ -71,15 +79,21 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** One problem in a configuration, with where it was found. */
-export interface ConfigProblem {
+/**
+ * One problem found in a document (configuration, rules, topology, request body, message): the
+ * one shape every validator reports (src/engine/validation.ts translates schema errors into it).
+ */
+export interface Problem {
   code: ErrorCode;
-  /** File the problem was found in (or "<inline>"). */
-  file: string;
-  /** JSON path inside the document, e.g. "/rules/2/limits/0/window". */
+  /** JSON pointer inside the document, e.g. "/rules/2/limits/0/window"; "" for the whole document. */
   path: string;
   message: string;
+  /** File or source the document came from (a path, "--port", "LIMITER_PORT", "<inline>"). */
+  file?: string;
 }
+
+/** A problem in a configuration (the rules document, the node options). */
+export type ConfigProblem = Problem;
 
 export class LimiterError extends Error {
   readonly code: ErrorCode;
@@ -99,7 +113,7 @@ export class ConfigError extends LimiterError {
   constructor(problems: readonly ConfigProblem[], code: ErrorCode = 'CONFIG_INVALID') {
     super(
       code,
-      `${ERROR_CODES[code]}\n` + problems.map((p) => `  ${p.code} ${p.file}${p.path ? ' at ' + p.path : ''}: ${p.message}`).join('\n'),
+      `${ERROR_CODES[code]}\n` + problems.map((p) => `  ${p.code} ${p.file ?? ''}${p.path ? ' at ' + p.path : ''}: ${p.message}`).join('\n'),
     );
     this.name = 'ConfigError';
     this.problems = problems;

@@ -29,9 +29,10 @@ import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
 import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
 import { RateLimitHeaders } from './headers.ts';
+import { compileSchema, validate } from '../engine/validation.ts';
 import {
-  AJV_OPTIONS,
   DEFAULT_LIMITS,
+  appOptionsSchema,
   batchBodySchema,
   batchResultSchema,
   checkBodySchema,
@@ -143,35 +144,21 @@ export const ROUTE_CHECK_GET = 'GET /v1/check';
 
 const DEFAULT_BODY_LIMIT = 64 * 1024;
 
-function isPosInt(n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 1;
-}
+const validAppOptions = compileSchema(appOptionsSchema);
 
-/** Validates the options once; every problem is listed in one ConfigError. */
+/** Validates the options once (the schema, then what it cannot say); every problem is listed in one ConfigError. */
 function resolveOptions(opts: BuildAppOptions) {
-  const problems: ConfigProblem[] = [];
-  const problem = (path: string, message: string) =>
-    problems.push({ code: 'CONFIG_INVALID', file: '<buildApp options>', path, message });
+  const file = '<buildApp options>';
+  const problems: ConfigProblem[] = validate(validAppOptions, opts, { file });
   const l = opts?.limiter;
   if (!l || typeof l.nodeId !== 'string' || typeof l.decide !== 'function' || typeof l.refundAdmission !== 'function' || typeof l.resetOwn !== 'function' || typeof l.admissionTtlMs !== 'function' || typeof l.policies !== 'function') {
-    problem('/limiter', 'limiter must have a nodeId and implement decide, refundAdmission, resetOwn, admissionTtlMs and policies');
+    problems.push({ code: 'VALUE_INVALID', file, path: '/limiter', message: 'limiter must have a nodeId and implement decide, refundAdmission, resetOwn, admissionTtlMs and policies' });
   }
-  const limits: InputLimits = { ...DEFAULT_LIMITS };
-  for (const name of Object.keys(DEFAULT_LIMITS) as (keyof InputLimits)[]) {
-    const v = opts?.[name];
-    if (v === undefined) continue;
-    if (!isPosInt(v)) problem(`/${name}`, `${name} must be a positive integer`);
-    else limits[name] = v;
-  }
-  const bodyLimit = opts?.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  if (!isPosInt(bodyLimit)) problem('/bodyLimit', 'bodyLimit must be a positive integer');
-  const denyStatus = opts?.denyStatus ?? 429;
-  if (!Number.isInteger(denyStatus) || denyStatus < 400 || denyStatus > 599) {
-    problem('/denyStatus', 'denyStatus must be an HTTP error status (400-599)');
-  }
-  if (opts?.now !== undefined && typeof opts.now !== 'function') problem('/now', 'now must be a function');
+  if (opts?.now !== undefined && typeof opts.now !== 'function') problems.push({ code: 'TYPE_MISMATCH', file, path: '/now', message: 'must be a function' });
   if (problems.length > 0) throw new ConfigError(problems);
-  return { limits, bodyLimit, denyStatus, now: opts.now ?? Date.now };
+  const limits: InputLimits = { ...DEFAULT_LIMITS };
+  for (const name of Object.keys(DEFAULT_LIMITS) as (keyof InputLimits)[]) limits[name] = opts[name] ?? limits[name];
+  return { limits, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT, denyStatus: opts.denyStatus ?? 429, now: opts.now ?? Date.now };
 }
 
 function refuse(p: InputProblem): never {
@@ -195,13 +182,15 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
       : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit,
-    ajv: { customOptions: { ...AJV_OPTIONS } },
     frameworkErrors,
     trustProxy: trustProxyOption(opts.trustedProxies),
     routerOptions: { querystringParser: parseQueryStrict },
     ...fastifyServerOptions(serverLimits),
   }) as unknown as FastifyInstance;
   applyServerLimits(app, serverLimits);
+  // Every route schema is compiled by the service's one ajv instance (no coercion: no route has a
+  // querystring schema; GET /v1/check's query is read in src/http/query.ts).
+  app.setValidatorCompiler(({ schema }) => compileSchema(schema));
   // Before any route, so that its onRoute hooks see them all (metrics).
   opts.instrument?.(app);
 

@@ -1,10 +1,12 @@
 /**
  * The one place where errors become HTTP responses: a code -> status map covering every code in
  * ERROR_CODES, the translation of fastify / ajv errors into those codes, and the handlers
- * (error, not-found, framework) that send `{ error, message, path? }`.
+ * (error, not-found, framework) that send `{ error, message, path?, problems? }`.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ERROR_CODES, LimiterError, type ErrorCode } from '../engine/errors.ts';
+import type { ErrorObject } from 'ajv';
+import { ConfigError, ERROR_CODES, LimiterError, type ErrorCode, type Problem } from '../engine/errors.ts';
+import { problemsFromAjv } from '../engine/validation.ts';
 
 /** HTTP status of every error code. `Record<ErrorCode, …>` makes tsc fail when a code is missing. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -42,6 +44,13 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   RULE_DUPLICATE_ID: 400,
   RULE_INVALID_WINDOW: 400,
   RULE_INVALID: 400,
+  TOPOLOGY_INVALID: 400,
+  FIELD_MISSING: 400,
+  TYPE_MISMATCH: 400,
+  VALUE_NOT_ALLOWED: 400,
+  OUT_OF_RANGE: 400,
+  PATTERN_MISMATCH: 400,
+  VALUE_INVALID: 400,
   CODEC_MALFORMED: 400,
   CODEC_UNSUPPORTED_VERSION: 400,
   CODEC_LIMIT_EXCEEDED: 400,
@@ -74,6 +83,8 @@ export interface ErrorBody {
   message: string;
   /** JSON pointer of the offending field, e.g. "/checks/3/key". */
   path?: string;
+  /** Every problem found (a refused body or document), in the one problem shape; the first is `error`/`path`. */
+  problems?: Problem[];
 }
 
 export interface HttpErrorResponse {
@@ -86,90 +97,59 @@ export function inputError(code: ErrorCode, message: string, path?: string): Lim
   return new LimiterError(code, message, path !== undefined ? { details: { path } } : undefined);
 }
 
-/** One ajv error, as fastify attaches it to `error.validation`. */
-interface AjvErrorLike {
-  keyword: string;
-  instancePath: string;
-  params: Record<string, unknown>;
-  message?: string;
-}
-
-/** The field an ajv error is about: the last non-index segment of its path. */
-function fieldOf(segments: readonly string[]): { field: string | undefined; depth: number } {
-  for (let i = segments.length - 1; i >= 0; i--) {
-    if (!/^\d+$/.test(segments[i])) return { field: segments[i], depth: i };
-  }
-  return { field: undefined, depth: -1 };
-}
-
 const unescapePointer = (s: string) => s.replace(/~1/g, '/').replace(/~0/g, '~');
-const escapePointer = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
-/** Translates the first ajv error of a request into a code, message and path. */
-export function fromValidation(errors: readonly AjvErrorLike[], context: string | undefined): ErrorBody {
-  const e = errors[0];
-  if (!e) return { error: 'INVALID_BODY', message: 'The request does not match the schema.' };
-  const where = context ?? 'body';
-  const base = e.instancePath;
-  const segments = base === '' ? [] : base.slice(1).split('/').map(unescapePointer);
-
-  if (e.keyword === 'additionalProperties') {
-    const name = String(e.params.additionalProperty);
-    return { error: 'UNKNOWN_FIELD', message: `unknown field "${name}"`, path: `${base}/${escapePointer(name)}` };
-  }
+/**
+ * The request code of one schema error: the API's field codes (KEY_EMPTY, COST_INVALID, …)
+ * where the field has one, INVALID_BODY for a body or batch entry of the wrong shape, else the
+ * code of its kind (UNKNOWN_FIELD, FIELD_MISSING, …).
+ */
+function requestCode(kind: ErrorCode, e: ErrorObject): ErrorCode {
+  const segments = e.instancePath === '' ? [] : e.instancePath.slice(1).split('/').map(unescapePointer);
+  if (e.keyword === 'additionalProperties') return 'UNKNOWN_FIELD';
   if (e.keyword === 'required') {
-    const name = String(e.params.missingProperty);
-    const path = `${base}/${escapePointer(name)}`;
-    if (name === 'key') return { error: 'KEY_MISSING', message: 'key is required', path };
-    if (name === 'cost') return { error: 'COST_INVALID', message: 'cost is required', path };
-    if (name === 'checks') return { error: 'BATCH_INVALID', message: 'checks is required', path };
-    if (name === 'admissionId') return { error: 'ADMISSION_ID_MISSING', message: 'admissionId is required: the id a check answered', path };
-    return { error: 'INVALID_BODY', message: `${name} is required`, path };
+    const name = String((e.params as { missingProperty?: unknown }).missingProperty);
+    return REQUIRED_CODES[name] ?? kind;
   }
-
   // Metadata: the error may be on the object itself or on one of its values.
-  const mdIndex = segments.lastIndexOf('metadata');
-  if (mdIndex >= 0 && (mdIndex === segments.length - 1 || mdIndex === segments.length - 2)) {
-    if (e.keyword === 'maxProperties') {
-      return { error: 'METADATA_TOO_MANY', message: `metadata must have at most ${String(e.params.limit)} entries`, path: base };
-    }
-    if (e.keyword === 'propertyNames') {
-      const name = String(e.params.propertyName ?? '');
-      return { error: 'METADATA_INVALID', message: `metadata name "${name}" is empty or too long`, path: base };
-    }
-    if (mdIndex === segments.length - 2 && e.keyword === 'maxLength') {
-      return { error: 'METADATA_INVALID', message: `metadata values must be at most ${String(e.params.limit)} bytes`, path: base };
-    }
-    const message = mdIndex === segments.length - 1 ? 'metadata must be an object of string values' : 'metadata values must be strings';
-    return { error: 'METADATA_INVALID', message, path: base };
-  }
+  const md = segments.lastIndexOf('metadata');
+  if (md >= 0 && md >= segments.length - 2) return md === segments.length - 1 && e.keyword === 'maxProperties' ? 'METADATA_TOO_MANY' : 'METADATA_INVALID';
+  const field = segments[segments.length - 1];
+  if (field === 'key') return e.keyword === 'minLength' ? 'KEY_EMPTY' : e.keyword === 'maxLength' ? 'KEY_TOO_LONG' : 'KEY_INVALID';
+  if (field !== undefined && FIELD_CODES[field] !== undefined) return FIELD_CODES[field];
+  return e.keyword === 'type' ? 'INVALID_BODY' : kind;
+}
 
-  const { field, depth } = fieldOf(segments);
-  const atLeaf = depth === segments.length - 1;
-  if (field === 'key' && atLeaf) {
-    if (e.keyword === 'minLength') return { error: 'KEY_EMPTY', message: 'key must not be empty', path: base };
-    if (e.keyword === 'maxLength') {
-      return { error: 'KEY_TOO_LONG', message: `key must be at most ${String(e.params.limit)} bytes (UTF-8)`, path: base };
-    }
-    return { error: 'KEY_INVALID', message: 'key must be a string', path: base };
+/** Most problems one error body lists. */
+export const MAX_PROBLEMS = 100;
+
+const REQUIRED_CODES: Readonly<Record<string, ErrorCode>> = { key: 'KEY_MISSING', cost: 'COST_INVALID', checks: 'BATCH_INVALID', admissionId: 'ADMISSION_ID_MISSING' };
+const FIELD_CODES: Readonly<Record<string, ErrorCode>> = { cost: 'COST_INVALID', admissionId: 'ADMISSION_ID_INVALID', requestId: 'REQUEST_ID_INVALID', checks: 'BATCH_INVALID' };
+
+/**
+ * Translates the schema errors of a request (src/engine/validation.ts, with the request codes)
+ * into an error body: the first problem as `{error, message, path}`, and every problem.
+ */
+export function fromValidation(errors: readonly ErrorObject[], context: string | undefined): ErrorBody {
+  const problems = problemsFromAjv(errors, { code: requestCode });
+  // Keys and metadata are bounded in UTF-8 bytes; their schemas' maxLength is that bound in code points.
+  for (const p of problems) {
+    if (p.code === 'KEY_TOO_LONG' || p.code === 'METADATA_INVALID') p.message = p.message.replace(/^must have at most (\d+) characters$/, 'must be at most $1 bytes (UTF-8)');
   }
-  if (field === 'cost' && atLeaf) {
-    return { error: 'COST_INVALID', message: `cost ${e.message ?? 'must be a positive integer'}`, path: base };
-  }
-  if (field === 'admissionId' && atLeaf) {
-    return { error: 'ADMISSION_ID_INVALID', message: `admissionId ${e.message ?? 'is invalid'}`, path: base };
-  }
-  if (field === 'requestId' && atLeaf) {
-    return { error: 'REQUEST_ID_INVALID', message: `requestId ${e.message ?? 'is invalid'}`, path: base };
-  }
-  if (field === 'checks' && atLeaf) {
-    return { error: 'BATCH_INVALID', message: `checks ${e.message ?? 'is invalid'}`, path: base };
-  }
-  return {
-    error: 'INVALID_BODY',
-    message: `${where}${base ? ' at ' + base : ''} ${e.message ?? 'does not match the schema'}`,
-    path: base || undefined,
-  };
+  const first = problems[0];
+  if (!first) return { error: 'INVALID_BODY', message: 'The request does not match the schema.' };
+  // A batch of bad entries could list thousands; the first ones say what is wrong.
+  const body: ErrorBody = { error: first.code, message: labelled(first, context ?? 'body'), problems: problems.slice(0, MAX_PROBLEMS) };
+  if (first.path !== '') body.path = first.path;
+  return body;
+}
+
+/** "must …" messages name their field: "cost must be at least 1, got 0". */
+function labelled(p: Problem, where: string): string {
+  if (!/^(must|matches|has) /.test(p.message)) return p.message;
+  const last = p.path.slice(p.path.lastIndexOf('/') + 1);
+  const label = p.path === '' ? where : /^\d+$/.test(last) ? `${where} at ${p.path}` : unescapePointer(last);
+  return `${label} ${p.message}`;
 }
 
 /** Fastify's own error codes, translated. */
@@ -185,15 +165,23 @@ const FASTIFY_CODES: Readonly<Record<string, ErrorCode>> = {
 
 /** Any error -> status + body. Unknown errors become 500 INTERNAL without leaking their message. */
 export function toHttpError(err: unknown): HttpErrorResponse {
+  if (err instanceof ConfigError) {
+    // The problems, without the file they were found in (a server path is no client's business).
+    const problems = err.problems.map((p) => ({ code: p.code, path: p.path, message: p.message }));
+    return { status: HTTP_STATUS[err.code], body: { error: err.code, message: ERROR_CODES[err.code], problems } };
+  }
   if (err instanceof LimiterError) {
     const path = err.details?.path;
     const body: ErrorBody = { error: err.code, message: err.message };
-    if (typeof path === 'string') body.path = path;
+    if (typeof path === 'string') {
+      body.path = path;
+      body.problems = [{ code: err.code, path, message: err.message }];
+    }
     return { status: HTTP_STATUS[err.code], body };
   }
   const fe = err as Partial<FastifyError> & { validationContext?: string };
   if (fe && Array.isArray(fe.validation)) {
-    const body = fromValidation(fe.validation as unknown as AjvErrorLike[], fe.validationContext);
+    const body = fromValidation(fe.validation as unknown as ErrorObject[], fe.validationContext);
     return { status: HTTP_STATUS[body.error], body };
   }
   const mapped = fe && typeof fe.code === 'string' ? FASTIFY_CODES[fe.code] : undefined;

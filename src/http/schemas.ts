@@ -1,12 +1,14 @@
 /**
- * JSON schemas of the HTTP API (TypeBox). Bodies are validated by fastify's compiled ajv
- * validator with `additionalProperties: false`, no type coercion and no removal of unknown
- * fields; src/http/errors.ts turns ajv errors into stable error codes.
+ * JSON schemas of the HTTP API (TypeBox). Bodies are validated by validators compiled with the
+ * service's one ajv instance (src/engine/validation.ts, installed as fastify's validator
+ * compiler in src/http/app.ts): `additionalProperties: false`, no type coercion, no removal of
+ * unknown fields; src/http/errors.ts turns their errors into stable error codes.
  *
  * What a schema cannot say cheaply (key length in UTF-8 bytes, control characters, metadata
  * value bytes) is checked by hand in `checkKey` / `checkMetadata` before anything is counted.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { Problem } from '../engine/errors.ts';
 
 /** Limits of the HTTP input, resolved from the buildApp options. */
 export interface InputLimits {
@@ -25,6 +27,20 @@ export const DEFAULT_LIMITS: Readonly<InputLimits> = Object.freeze({
   maxMetadataNameBytes: 64,
   maxMetadataValueBytes: 256,
   maxBatch: 1000,
+});
+
+const PositiveInt = Type.Optional(Type.Integer({ minimum: 1 }));
+
+/** The numeric options of buildApp (the limiter and the clock are functions: checked by hand). */
+export const appOptionsSchema = Type.Object({
+  maxKeyBytes: PositiveInt,
+  maxCost: PositiveInt,
+  maxMetadataEntries: PositiveInt,
+  maxMetadataNameBytes: PositiveInt,
+  maxMetadataValueBytes: PositiveInt,
+  maxBatch: PositiveInt,
+  bodyLimit: PositiveInt,
+  denyStatus: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'an HTTP error status' })),
 });
 
 /**
@@ -116,10 +132,14 @@ export const resetResultSchema = Type.Object({
   limits: Type.Array(Type.Object({ policy: Type.String(), reset: Type.Number() })),
 });
 
+/** The one problem shape (src/engine/errors.ts Problem) as an HTTP client sees it. */
+export const problemSchema = Type.Object({ code: Type.String(), path: Type.String(), message: Type.String() });
+
 export const errorBodySchema = Type.Object({
   error: Type.String(),
   message: Type.String(),
   path: Type.Optional(Type.String()),
+  problems: Type.Optional(Type.Array(problemSchema)),
 });
 
 export const healthSchema = Type.Object({ status: Type.String() });
@@ -129,14 +149,6 @@ export const readySchema = Type.Object({
   degraded: Type.Boolean(),
   reasons: Type.Array(Type.String()),
   details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-});
-
-/** Ajv options for every route: no coercion, no silent removal, no defaults, first error only. */
-export const AJV_OPTIONS = Object.freeze({
-  coerceTypes: false,
-  removeAdditional: false,
-  useDefaults: false,
-  allErrors: false,
 });
 
 export type { TSchema };
@@ -150,11 +162,8 @@ export type { TSchema };
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\ud800-\udfff]/u;
 
-export interface InputProblem {
-  code: 'KEY_MISSING' | 'KEY_EMPTY' | 'KEY_TOO_LONG' | 'KEY_INVALID' | 'METADATA_INVALID' | 'METADATA_TOO_MANY' | 'COST_INVALID';
-  message: string;
-  path: string;
-}
+/** A problem in a request: the one problem shape (src/engine/errors.ts). */
+export type InputProblem = Problem;
 
 /** UTF-8 length is at most 3 bytes per UTF-16 code unit: measure only when it could matter. */
 function overBytes(s: string, max: number): boolean {

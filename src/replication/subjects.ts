@@ -11,6 +11,10 @@
  *   `LIMITER_X`, so a region reads the whole world from two local streams;
  * - each node reads both through durable push consumers named `node-N`.
  */
+import { Type } from '@sinclair/typebox';
+import type { Problem } from '../engine/errors.ts';
+import { compileSchema, problemsFromAjv } from '../engine/validation.ts';
+import { ReplicationError } from './errors.ts';
 
 /** Root of every replication subject. */
 export const SUBJECT_ROOT = 'limiter.d';
@@ -26,30 +30,41 @@ export const REGION_NAME_MAX = 32;
 export const NODE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 export const NODE_ID_MAX = 64;
 
-/** Why a region name is invalid, or null when it is valid. */
-export function regionNameProblem(name: unknown): string | null {
-  if (typeof name !== 'string') return `expected a string, got ${describe(name)}`;
-  if (name.length === 0 || name.length > REGION_NAME_MAX) return `must be 1..${REGION_NAME_MAX} characters, got ${name.length}`;
-  if (!REGION_NAME_RE.test(name)) return `must be lower-case letters, digits and inner hyphens (like "us-east"), got ${JSON.stringify(name)}`;
-  return null;
+export const RegionNameSchema = Type.String({
+  minLength: 1,
+  maxLength: REGION_NAME_MAX,
+  pattern: REGION_NAME_RE.source,
+  description: 'lower-case letters, digits and inner hyphens (like "us-east")',
+});
+
+export const NodeIdSchema = Type.String({
+  minLength: 1,
+  maxLength: NODE_ID_MAX,
+  pattern: NODE_ID_RE.source,
+  description: 'letters, digits, "-" and "_" (no dots, wildcards or spaces)',
+});
+
+const validRegionName = compileSchema(RegionNameSchema);
+const validNodeId = compileSchema(NodeIdSchema);
+
+/** Why a region name is invalid (the first problem), or null when it is valid. */
+export function regionNameProblem(name: unknown, path = ''): Problem | null {
+  return validRegionName(name) ? null : { ...problemsFromAjv(validRegionName.errors)[0]!, path };
 }
 
-/** Why a node id is invalid, or null when it is valid. */
-export function nodeIdProblem(id: unknown): string | null {
-  if (typeof id !== 'string') return `expected a string, got ${describe(id)}`;
-  if (id.length === 0 || id.length > NODE_ID_MAX) return `must be 1..${NODE_ID_MAX} characters, got ${id.length}`;
-  if (!NODE_ID_RE.test(id)) return `must be letters, digits, "-" and "_" (no dots, wildcards or spaces), got ${JSON.stringify(id)}`;
-  return null;
+/** Why a node id is invalid (the first problem), or null when it is valid. */
+export function nodeIdProblem(id: unknown, path = ''): Problem | null {
+  return validNodeId(id) ? null : { ...problemsFromAjv(validNodeId.errors)[0]!, path };
 }
 
 export function assertRegionName(name: string): void {
   const p = regionNameProblem(name);
-  if (p) throw new TypeError(`invalid region name: ${p}`);
+  if (p) throw new ReplicationError('REPLICATION_USAGE', `invalid region name: ${p.message}`);
 }
 
 export function assertNodeId(id: string): void {
   const p = nodeIdProblem(id);
-  if (p) throw new TypeError(`invalid node id: ${p}`);
+  if (p) throw new ReplicationError('REPLICATION_USAGE', `invalid node id: ${p.message}`);
 }
 
 function upper(region: string): string {
@@ -115,10 +130,4 @@ export function deliverPrefix(region: string, nodeId: string): string {
 export function durableName(nodeId: string): string {
   assertNodeId(nodeId);
   return `node-${nodeId}`;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'string' ? JSON.stringify(v) : typeof v;
 }

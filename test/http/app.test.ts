@@ -578,7 +578,11 @@ describe('routes, health and readiness', () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).code).toBe('CONFIG_INVALID');
-    expect((err as ConfigError).problems.map((p) => p.path).sort()).toEqual(['/denyStatus', '/maxBatch', '/maxKeyBytes']);
+    expect((err as ConfigError).problems.map((p) => [p.path, p.code]).sort()).toEqual([
+      ['/denyStatus', 'OUT_OF_RANGE'],
+      ['/maxBatch', 'TYPE_MISMATCH'],
+      ['/maxKeyBytes', 'OUT_OF_RANGE'],
+    ]);
   });
 });
 

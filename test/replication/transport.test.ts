@@ -24,7 +24,7 @@ import {
   type TransportEvents,
   type TransportOptions,
 } from '../../src/replication/jetstream/index.ts';
-import { aggregateStreamName, durableName, nodeSubject, parseNodeSubject, regionStreamName, regionSubjects } from '../../src/replication/subjects.ts';
+import { aggregateStreamName, durableName, nodeIdProblem, nodeSubject, parseNodeSubject, regionNameProblem, regionStreamName, regionSubjects } from '../../src/replication/subjects.ts';
 
 type PoisonEvent = TransportEvents['poison'][0];
 
@@ -178,6 +178,9 @@ describe('subjects', () => {
     expect(parseNodeSubject('limiter.d.eu-west.a.b')).toBeNull();
     expect(() => nodeSubject('eu-west', 'a.b')).toThrow(/invalid node id/);
     expect(() => regionStreamName('EU')).toThrow(/invalid region name/);
+    expect(() => regionStreamName('EU')).toThrow(expect.objectContaining({ code: 'REPLICATION_USAGE' }));
+    expect(regionNameProblem('EU', '/region')).toMatchObject({ code: 'PATTERN_MISMATCH', path: '/region' });
+    expect(nodeIdProblem('x'.repeat(65))).toMatchObject({ code: 'OUT_OF_RANGE', message: 'must have at most 64 characters' });
   });
 });
 
