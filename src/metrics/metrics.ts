@@ -172,6 +172,12 @@ export class NodeMetrics {
         g.set({ peer: p.node, quantile: '0.99' }, p.lagP99Ms / 1000);
       }
     });
+    gauge(r, 'regionlimit_replication_catch_up_seconds', 'Time to converge on a stream: how long the last backlog (10 batches or more) took to work through, from its first batch to none waiting.', ['stream'], (g) => {
+      for (const [stream, c] of Object.entries(rep.catchUp.stats())) if (c.lastMs !== null) g.set({ stream }, c.lastMs / 1000);
+    });
+    counter(r, 'regionlimit_replication_catch_ups_total', 'Backlogs (10 batches or more) of a stream worked through.', ['stream'], (c) => {
+      for (const [stream, s] of Object.entries(rep.catchUp.stats())) c.inc({ stream }, s.episodes);
+    });
     gauge(r, 'regionlimit_peer_staleness_seconds', 'Time since anything (a heartbeat included) was last heard from a peer.', ['peer'], (g) => {
       const s = snapshot();
       for (const p of rep.peers.stats(s.now)) g.set({ peer: p.node }, p.stalenessMs / 1000);

@@ -20,6 +20,7 @@ import type { Engine } from '../engine/engine.ts';
 import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { DegradationMonitor, type ModeOptions } from './modes.ts';
 import { Overshoot, type OvershootEstimate } from './overshoot.ts';
+import { CatchUp } from './catch-up.ts';
 import { Peers } from './peers.ts';
 import { HealthySharing, type SharingOptions } from './sharing.ts';
 import type { ReplicatedMessage, Transport, TransportStatus } from './port.ts';
@@ -65,6 +66,8 @@ const MODE_TICK_MS = 250;
 export class Replicator {
   readonly shipper: Shipper;
   readonly peers = new Peers();
+  /** Time to work through each stream's backlogs (time to converge, as this node sees it). */
+  readonly catchUp = new CatchUp();
   readonly modes: DegradationMonitor;
   /** Near-limit sharing's view of the peers (null when turned off). */
   readonly sharing: HealthySharing | null;
@@ -183,6 +186,7 @@ export class Replicator {
       }
     }
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
+    this.catchUp.note(msg.stream, msg.pending, now);
   }
 
   /** Resolve true once every stream has been consumed up to its last sequence at the time of the call. */
@@ -252,6 +256,7 @@ export class Replicator {
       refusedCells: this.o.engine.stats().refusedCells,
       lastRefused: this.lastRefused.message || null,
       peers: this.peers.stats(now),
+      catchUp: this.catchUp.stats(),
     };
   }
 
