@@ -39,6 +39,11 @@ export const ERROR_CODES = {
   RULE_DUPLICATE_ID: 'Two rules have the same id.',
   RULE_INVALID_WINDOW: 'A window is not a duration like "500ms", "1s", "10m", "1h", "1d".',
   RULE_INVALID: 'A rule does not match the rules schema.',
+  // Rules at run time (admin API, watched file, replication)
+  RULES_INVALID: 'A rules change was refused as a whole (all or nothing); `problems` lists every problem, and the rules in force stay unchanged.',
+  RULES_TOO_LARGE: 'The rules document is larger than a rules message can carry (1 000 000 bytes of JSON).',
+  RULES_VERSION_STALE: 'If-Match names a rules version that is no longer the current one: read the rules again and retry.',
+  RULE_NOT_FOUND: 'No rule with this id in the rules in force.',
   // Replication and codec
   CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',
@@ -52,6 +57,7 @@ export const ERROR_CODES = {
   REPLICATION_FORGED: 'A replicated batch claims another origin than its channel, or carries another node\'s cells.',
   REPLICATION_BATCH_TOO_LARGE: 'A replicated batch carries more cells than a node ships in one.',
   REPLICATION_TOO_MANY_PEERS: 'A replicated batch comes from a new node beyond the number of peers accepted.',
+  REPLICATION_RULES_INVALID: 'A replicated rules document failed validation; it was refused and the rules in force stay.',
   // Storage and runtime
   STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
   STORAGE_UNAVAILABLE: 'The data directory cannot be opened for writing (read-only, permissions, full); the node serves from memory and retries.',

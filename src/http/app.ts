@@ -7,6 +7,7 @@
  *   POST /v1/check/batch  {checks: [{key, metadata?, cost?, requestId?}, ...]}  -> 200 {results: Decision[]}
  *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
  *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
+ *   GET, PUT /v1/rules, PUT, DELETE /v1/rules/:id  (admin token) -> src/http/rules-routes.ts
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
  *                                                             (no key: keyed by the client IP)
  *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
@@ -24,6 +25,7 @@ import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
+import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
@@ -111,6 +113,8 @@ export interface BuildAppOptions {
   extraRoutes?: (app: FastifyInstance, context: { statusGuard: { onRequest?: onRequestHookHandler }; limits: Readonly<InputLimits> }) => void;
   /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
   adminToken?: string;
+  /** The rules admin API (src/http/rules-routes.ts); absent: not served here (404). */
+  rules?: RulesApi;
   /** API tokens the check, refund and usage routes need (when it requires any). */
   apiTokens?: ApiTokens;
   /** /v1/status and /v1/usage need the admin token. Default false. */
@@ -326,6 +330,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     },
   );
 
+  if (opts.rules !== undefined) registerRulesRoutes(app, { rules: opts.rules, guard: admin.hook });
   registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: { onRequest: admin.hook }, afterCommit, errorResponses });
 
   // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query

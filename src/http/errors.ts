@@ -41,6 +41,10 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   RULE_DUPLICATE_ID: 400,
   RULE_INVALID_WINDOW: 400,
   RULE_INVALID: 400,
+  RULES_INVALID: 400,
+  RULES_TOO_LARGE: 413,
+  RULES_VERSION_STALE: 412,
+  RULE_NOT_FOUND: 404,
   CODEC_MALFORMED: 400,
   CODEC_UNSUPPORTED_VERSION: 400,
   CODEC_LIMIT_EXCEEDED: 400,
@@ -53,6 +57,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   REPLICATION_FORGED: 400,
   REPLICATION_BATCH_TOO_LARGE: 400,
   REPLICATION_TOO_MANY_PEERS: 400,
+  REPLICATION_RULES_INVALID: 400,
   STORAGE_FAILURE: 503,
   STORAGE_UNAVAILABLE: 503,
   STORAGE_CORRUPT: 503,
@@ -73,6 +78,8 @@ export interface ErrorBody {
   message: string;
   /** JSON pointer of the offending field, e.g. "/checks/3/key". */
   path?: string;
+  /** Every problem of a refused document (RULES_INVALID). */
+  problems?: { code: string; path: string; message: string }[];
 }
 
 export interface HttpErrorResponse {
@@ -188,6 +195,8 @@ export function toHttpError(err: unknown): HttpErrorResponse {
     const path = err.details?.path;
     const body: ErrorBody = { error: err.code, message: err.message };
     if (typeof path === 'string') body.path = path;
+    const problems = err.details?.problems;
+    if (Array.isArray(problems)) body.problems = problems as ErrorBody['problems'];
     return { status: HTTP_STATUS[err.code], body };
   }
   const fe = err as Partial<FastifyError> & { validationContext?: string };

@@ -15,7 +15,7 @@
  */
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { CodecError, decodeDelta } from '../../crdt/index.ts';
+import { CodecError, decodeMessage, type DeltaEnvelope, type RulesMessage } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { DegradationMonitor, type ModeOptions } from './modes.ts';
@@ -49,6 +49,8 @@ export interface ReplicatorOptions {
   busyUtilization?: ShipperOptions['busyUtilization'];
   /** Spans around published and applied batches (tracing on). */
   tracer?: Tracer;
+  /** Where rules messages go (src/rules/): each is handed over once decoded and checked against its channel. */
+  rules?: { receive(msg: RulesMessage): void };
 }
 
 export type { OvershootEstimate } from './overshoot.ts';
@@ -122,9 +124,18 @@ export class Replicator {
       return;
     }
     const now = this.o.now();
-    let env;
+    let env: DeltaEnvelope;
     try {
-      env = decodeDelta(msg.data);
+      const decoded = decodeMessage(msg.data);
+      if (decoded.kind === 'rules') {
+        if (msg.origin !== undefined && msg.origin !== decoded.rules.origin) {
+          throw refusal('REPLICATION_FORGED', `rules message on ${msg.origin}'s channel claims origin ${decoded.rules.origin}`);
+        }
+        this.o.rules?.receive(decoded.rules);
+        this.o.positions.notePosition(msg.stream, msg.streamSeq);
+        return;
+      }
+      env = decoded.delta;
       if (msg.origin !== undefined && msg.origin !== env.origin) {
         throw refusal('REPLICATION_FORGED', `batch on ${msg.origin}'s channel claims origin ${env.origin}`);
       }
