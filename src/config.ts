@@ -37,7 +37,7 @@ export interface NodeConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Bearer token of the admin routes; empty = admin routes answer 403 ADMIN_DISABLED. */
   adminToken: string;
-  /** Serve the rules admin API on its own listener on this port (same host) only; 0: on the HTTP port. */
+  /** Serve the admin routes (rules API, reset) on their own listener on this port (same host) only; 0: on the HTTP port. */
   adminPort: number;
   /** Apply an edit of the rules file like a PUT /v1/rules from this node. */
   watchRules: boolean;
@@ -108,7 +108,7 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
   adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (the rules API, POST /v1/admin/reset); empty disables them (403).' },
-  adminPort: { flag: 'admin-port', env: 'LIMITER_ADMIN_PORT', type: 'integer', default: '0', help: 'Serve the rules admin API (/v1/rules) on its own listener on this port (same --host and TLS) only; the HTTP port then answers it 404. 0: on the HTTP port.' },
+  adminPort: { flag: 'admin-port', env: 'LIMITER_ADMIN_PORT', type: 'integer', default: '0', help: 'Serve the admin routes (/v1/rules, POST /v1/admin/reset) on their own listener on this port (same --host and TLS) only; the HTTP port then answers them 404. 0: on the HTTP port.' },
   watchRules: { flag: 'watch-rules', env: 'LIMITER_WATCH_RULES', type: 'boolean', default: 'false', help: 'Apply an edit of the --rules file like a PUT /v1/rules from this node (an invalid edit is logged and refused).' },
   apiTokens: { flag: 'api-token', env: 'LIMITER_API_TOKENS', type: 'list', default: '', help: 'Bearer token(s) the check, refund, usage and status routes require, comma-separated; empty (and no file) leaves them open.' },
   apiTokensFile: { flag: 'api-tokens-file', env: 'LIMITER_API_TOKENS_FILE', type: 'string', default: '', help: 'File of API tokens, one per line; re-read when it changes and on SIGHUP.' },

@@ -16,6 +16,7 @@ import { Engine } from './engine/engine.ts';
 import { ConfigError } from './engine/errors.ts';
 import { ApiTokens } from './http/api-tokens.ts';
 import { buildAdminApp } from './http/admin-app.ts';
+import { DEFAULT_LIMITS } from './http/schemas.ts';
 import { RulesRegister } from './rules/register.ts';
 import { startupRules, type RulesSource } from './rules/startup.ts';
 import { watchRulesFile, type RulesWatcher } from './rules/watch.ts';
@@ -466,7 +467,8 @@ export function buildHttp(parts: NodeParts): FastifyInstance {
       registerDashboard(a, { guard: statusGuard, limits, frame: (key) => parts.frame(key) as ReturnType<typeof dashboardFrame> });
     },
     adminToken: config.adminToken,
-    rules: config.adminPort === 0 ? parts.rules : undefined,
+    rules: parts.rules,
+    adminRoutes: config.adminPort === 0,
     apiTokens,
     restrictStatus: config.restrictStatus,
     trustedProxies: config.trustedProxies,
@@ -506,7 +508,16 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   }
   let adminApp: FastifyInstance | undefined;
   if (config.adminPort !== 0) {
-    adminApp = buildAdminApp({ rules: parts.rules, adminToken: config.adminToken, tls, logger });
+    adminApp = buildAdminApp({
+      rules: parts.rules,
+      limiter: parts.limiter,
+      limits: { ...DEFAULT_LIMITS, maxKeyBytes: config.maxKeyBytes, maxMetadataEntries: config.maxMetadataEntries, maxMetadataValueBytes: config.maxMetadataValueBytes, maxBatch: config.maxBatch },
+      now: parts.now,
+      commit: () => parts.commit(),
+      adminToken: config.adminToken,
+      tls,
+      logger,
+    });
     try {
       await adminApp.listen({ host: config.host, port: config.adminPort });
     } catch (err) {

@@ -1,14 +1,26 @@
 /**
- * The admin listener (--admin-port): the rules admin API alone, on its own port, so that it can
- * be kept off the network the checks are served on. Same admin token, same error handling.
+ * The admin listener (--admin-port): the admin routes alone (the rules API, POST
+ * /v1/admin/reset) on their own port, so that they can be kept off the network the checks are
+ * served on; the main listener then answers them 404. Same admin token, same validation and
+ * error handling as the main app.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Limiter } from '../engine/types.ts';
 import { adminAuth } from './admin-auth.ts';
+import { registerResetRoute } from './admission-routes.ts';
+import { afterCommitWith } from './commit.ts';
 import { errorHandler, frameworkErrors, makeNotFoundHandler } from './errors.ts';
 import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
+import { AJV_OPTIONS, errorBodySchema, type InputLimits } from './schemas.ts';
+import { installStrictUtf8 } from './utf8.ts';
 
 export interface AdminAppOptions {
   rules: RulesApi;
+  limiter: Limiter;
+  limits: Readonly<InputLimits>;
+  now: () => number;
+  /** Durability barrier after a reset gave counts back (`sync` durability). */
+  commit?: () => Promise<unknown> | undefined | void;
   adminToken: string | undefined;
   /** HTTPS certificate and key (the main listener's); undefined: plain HTTP. */
   tls?: { cert: Buffer; key: Buffer };
@@ -19,9 +31,12 @@ export interface AdminAppOptions {
 export function buildAdminApp(o: AdminAppOptions): FastifyInstance {
   const app = Fastify({
     ...(o.logger ? { loggerInstance: o.logger as never } : { logger: false }),
+    ajv: { customOptions: { ...AJV_OPTIONS } },
     frameworkErrors,
     ...(o.tls !== undefined ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }) as unknown as FastifyInstance;
+  app.removeContentTypeParser('text/plain');
+  installStrictUtf8(app);
   app.setErrorHandler(errorHandler);
   const methodsByPath = new Map<string, string[]>();
   app.addHook('onRoute', (route) => {
@@ -30,6 +45,9 @@ export function buildAdminApp(o: AdminAppOptions): FastifyInstance {
     methodsByPath.set(route.url, list);
   });
   app.setNotFoundHandler(makeNotFoundHandler((path) => methodsByPath.get(path)));
-  registerRulesRoutes(app, { rules: o.rules, guard: adminAuth(o.adminToken).hook });
+  const guard = adminAuth(o.adminToken).hook;
+  registerRulesRoutes(app, { rules: o.rules, guard });
+  const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
+  registerResetRoute(app, { limiter: o.limiter, limits: o.limits, now: o.now, afterCommit: afterCommitWith(o.commit), errorResponses, adminGuard: { onRequest: guard } });
   return app;
 }

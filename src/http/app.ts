@@ -22,9 +22,10 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
 import { AdmissionLedger, admit } from '../engine/admissions.ts';
-import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
+import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
+import { afterCommitWith } from './commit.ts';
 import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
@@ -115,6 +116,8 @@ export interface BuildAppOptions {
   adminToken?: string;
   /** The rules admin API (src/http/rules-routes.ts); absent: not served here (404). */
   rules?: RulesApi;
+  /** Serve the admin routes (rules, reset) here. Default true; false: they are on an admin listener (src/http/admin-app.ts) and answer 404 here. */
+  adminRoutes?: boolean;
   /** API tokens the check, refund and usage routes need (when it requires any). */
   apiTokens?: ApiTokens;
   /** /v1/status and /v1/usage need the admin token. Default false. */
@@ -260,24 +263,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   const commit = opts.commit;
   /** Runs `send` now, or after the durability barrier when something was counted. */
-  const afterCommit = (reply: FastifyReply, counted: boolean, send: () => FastifyReply): FastifyReply | Promise<FastifyReply> => {
-    if (!counted || commit === undefined) return send();
-    // `sync` durability promises that nothing answered as admitted is lost. When the commit
-    // fails that promise cannot be kept, so the answer is 503 STORAGE_FAILURE instead of the
-    // decision; the count stays in memory (conservative) and is retried by the next flush.
-    const failed = (err: unknown): never => {
-      reply.log.error({ err }, 'commit failed; answering 503');
-      throw new StorageError(`counted, but not made durable: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-    };
-    let barrier: Promise<unknown> | undefined | void;
-    try {
-      barrier = commit();
-    } catch (err) {
-      return failed(err);
-    }
-    if (barrier === undefined) return send();
-    return barrier.then(send, failed);
-  };
+  const afterCommit = afterCommitWith(commit);
 
   const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted = true) => {
     const h = headers.headersFor(d);
@@ -330,8 +316,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     },
   );
 
-  if (opts.rules !== undefined) registerRulesRoutes(app, { rules: opts.rules, guard: admin.hook });
-  registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: { onRequest: admin.hook }, afterCommit, errorResponses });
+  const adminHere = opts.adminRoutes !== false;
+  if (adminHere && opts.rules !== undefined) registerRulesRoutes(app, { rules: opts.rules, guard: admin.hook });
+  registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: adminHere ? { onRequest: admin.hook } : undefined, afterCommit, errorResponses });
 
   // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query
   // strings are strings, so the checks are by hand (with the same codes as the body routes).

@@ -79,7 +79,7 @@ describe('rules admin API', () => {
     expect((await getRules(on.node.url)).version.startsWith('0.')).toBe(true);
   });
 
-  it('GET answers the document and its version as ETag; PUT replaces it; a stale If-Match is refused with 412 and nothing changes', async () => {
+  it('GET answers the document and its version as ETag; PUT replaces it; a stale If-Match is refused with 412 and nothing changes; other methods 405, other media types 415', async () => {
     const { node } = await start(['--admin-token', TOKEN]);
     const first = await call(node.url, 'GET', '/v1/rules');
     expect(first.body).toEqual({ version: expect.any(String), rules: RULES });
@@ -94,6 +94,10 @@ describe('rules admin API', () => {
     expect([stale.status, stale.body?.error]).toEqual([412, 'RULES_VERSION_STALE']);
     expect(await getRules(node.url)).toEqual({ version: put.body!.version, rules: next });
     expect(node.engine.rulesConfig.rules[0].limits[0].limit).toBe(9);
+    const post = await call(node.url, 'POST', '/v1/rules', RULES);
+    expect([post.status, post.body?.error, post.headers.get('allow')]).toEqual([405, 'METHOD_NOT_ALLOWED', 'GET, PUT']);
+    const text = await call(node.url, 'PUT', '/v1/rules', 'rules: []', { ...auth, 'content-type': 'text/plain' });
+    expect([text.status, text.body?.error]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
   });
 
   it('refuses every class of bad document with 400 RULES_INVALID listing every problem, all or nothing', async () => {
@@ -197,7 +201,7 @@ describe('rules admin API', () => {
     expect(await getRules(s.node.url)).toEqual(applied);
   });
 
-  it('--admin-port serves the rules API on its own listener only; /v1/status and metrics report the version', async () => {
+  it('--admin-port serves the admin routes (rules, reset) on their own listener only; /v1/status and metrics report the version', async () => {
     const s = await start(['--admin-token', TOKEN, '--admin-port', '0']);
     expect(s.node.adminUrl).toBe(s.node.url); // 0: on the HTTP port
     const dir = s.dir;
@@ -206,6 +210,10 @@ describe('rules admin API', () => {
     const split = await start(['--admin-token', TOKEN, '--admin-port', String(free[0])], dir, undefined);
     expect(split.node.adminUrl).not.toBe(split.node.url);
     expect((await call(split.node.url, 'GET', '/v1/rules')).status).toBe(404);
+    expect((await call(split.node.url, 'POST', '/v1/admin/reset', { key: 'k:a' })).status).toBe(404);
+    const reset = await call(split.node.adminUrl, 'POST', '/v1/admin/reset', { key: 'k:a' });
+    expect([reset.status, reset.body?.key]).toEqual([200, 'k:a']);
+    expect((await call(split.node.adminUrl, 'POST', '/v1/admin/reset', { key: 'k:a' }, {})).status).toBe(401);
     const r = await getRules(split.node.adminUrl);
     expect(r.rules).toEqual(RULES);
     const status = (await (await fetch(`${split.node.url}/v1/status`)).json()) as { rules: { version: string } };
