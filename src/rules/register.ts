@@ -14,7 +14,9 @@
  *   latest rules.
  *
  * Every change and every received state is applied in turn (one queue), so concurrent changes
- * never interleave between validation and installation.
+ * never interleave between validation and installation. The hybrid clock's floor (`seen`) is
+ * raised only by states this node installed, and a state more than MAX_AHEAD_MS ahead of this
+ * node's clock is refused: a peer cannot push every later change out of the timestamp range.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -36,6 +38,9 @@ import { ConfigError, LimiterError, type ConfigProblem } from '../engine/errors.
 import type { RulesStore, StoredRules } from '../storage/ports.ts';
 import { applyRules } from './apply.ts';
 import { documentText, sha256 } from './document.ts';
+
+/** How far ahead of this node's clock a replicated version may be (clock skew and hybrid increments stay far below). */
+export const MAX_AHEAD_MS = 3_600_000;
 
 export interface RulesRegisterOptions {
   engine: Engine;
@@ -65,7 +70,7 @@ export interface RulesStatus {
   version: string;
   /** When this node installed the current version (ms since epoch). */
   appliedAt: number;
-  /** Greatest version seen from any node (its own included). */
+  /** The hybrid clock's floor: the greatest version this node has installed (its own included). */
   seen: string;
   stats: RulesRegister['stats'];
   refusedByCode: Record<string, number>;
@@ -158,7 +163,6 @@ export class RulesRegister {
 
   /** A rules message from the transport (decoded and checked against its channel). Never throws for a bad document: it is refused and counted. */
   receive(msg: RulesMessage): void {
-    if (compareVersions(msg.version, this.seen) > 0) this.seen = msg.version;
     if (msg.what === 'have') {
       if (msg.origin !== this.o.nodeId) this.react(msg);
       return;
@@ -172,6 +176,10 @@ export class RulesRegister {
       }
       const file = `rules ${formatVersion(msg.version)} from ${msg.origin}`;
       try {
+        // A version far ahead of this clock would hold every later change behind it.
+        if (msg.version.ts > this.o.now() + MAX_AHEAD_MS) {
+          throw new ConfigError([{ code: 'RULE_INVALID', file, path: '', message: `version timestamp ${msg.version.ts} is more than ${MAX_AHEAD_MS / 60_000} minutes ahead of this node's clock` }]);
+        }
         if (sha256(incoming.value) !== incoming.digest) throw new ConfigError([{ code: 'RULE_INVALID', file, path: '', message: 'the document does not match its digest' }]);
         let doc: unknown;
         try {
@@ -261,8 +269,9 @@ export class RulesRegister {
   /** Anti-entropy: a peer's beacon. */
   private react(msg: RulesMessage): void {
     const at = this.o.now();
-    // Beacons read back from the past (a catch-up) say nothing about the peer now.
-    if (at - msg.sentAt > 3 * this.beaconMs) return;
+    // Beacons read back from the past (a catch-up) say nothing about the peer now; one from the
+    // far future is not believed.
+    if (at - msg.sentAt > 3 * this.beaconMs || msg.version.ts > at + MAX_AHEAD_MS) return;
     const c = compareStates({ version: msg.version, digest: msg.digest }, this.state);
     if (c === 0 || (c > 0 && isLocalVersion(msg.version)) || at - this.lastReaction < this.minGapMs) return;
     if (c < 0 && isLocalVersion(this.state.version)) return; // nothing replicated to offer

@@ -89,19 +89,21 @@ describe('rules replication (simulated network)', () => {
     expect(sim.nodes.reduce((s, n) => s + n.rules.stats.republished, 0)).toBeGreaterThan(0);
   });
 
-  it('a bad replicated document is refused on every node with a code, and the rules in force stay', async () => {
+  it('a bad replicated document (invalid, not JSON, wrong digest, far-future version) is refused on every node with a code, and the rules in force stay', async () => {
     sim = await Sim.start({ nodes: { a: 1, b: 1, c: 1 } });
     const { version } = await sim.node('a-0').rules.change(() => withSmallLimit(6), { source: 'API' });
     await waitFor('converged', () => sim!.nodes.every((n) => n.rules.version === version));
     // A compromised (or mismatched) peer publishes on its own channel.
     const rogue = sim.bus.transport('c', 'rogue');
     await rogue.start();
-    const bad = (document: string, digest = sha256(document)) =>
-      encodeRules({ origin: 'rogue', sentAt: Date.now(), what: 'state', version: { ts: Date.now() + 3_600_000, node: 'rogue' }, digest, document });
+    const bad = (document: string, digest = sha256(document), ts = Date.now() + 60_000) =>
+      encodeRules({ origin: 'rogue', sentAt: Date.now(), what: 'state', version: { ts, node: 'rogue' }, digest, document });
     await rogue.publish(bad(JSON.stringify({ rules: [{ id: 'x', key: '*', limits: [{ limit: 0, window: '1s' }] }] })), 'r1');
     await rogue.publish(bad('not json'), 'r2');
     await rogue.publish(bad(JSON.stringify(withSmallLimit(1)), 'f'.repeat(64)), 'r3'); // digest does not match
-    await waitFor('every node refused all three', () => sim!.nodes.every((n) => n.rules.status().refusedByCode.REPLICATION_RULES_INVALID === 3));
+    const valid = JSON.stringify(withSmallLimit(1));
+    await rogue.publish(bad(valid, sha256(valid), Date.now() + 2 * 3_600_000), 'r5'); // valid, but two hours ahead
+    await waitFor('every node refused all four', () => sim!.nodes.every((n) => n.rules.status().refusedByCode.REPLICATION_RULES_INVALID === 4));
     for (const n of sim.nodes) {
       expect(n.rules.version).toBe(version);
       expect(smallLimit(n)).toBe(6);
