@@ -13,6 +13,7 @@ import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
 import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
+import { formatVersion } from '../crdt/index.ts';
 import { ConfigError } from './engine/errors.ts';
 import { ApiTokens } from './http/api-tokens.ts';
 import { buildAdminApp } from './http/admin-app.ts';
@@ -171,7 +172,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     store.close();
     throw err;
   }
-  logger.info({ version: `${boot.initial.version.ts}.${boot.initial.version.node}`, from: boot.from }, 'rules loaded');
+  logger.info({ version: formatVersion(boot.initial.version), from: boot.from }, 'rules loaded');
   const engine = new Engine({ nodeId: config.nodeId, rules: boot.config, maxKeys: config.maxKeys });
   const rules = new RulesRegister({ engine, store, nodeId: config.nodeId, now, logger, initial: boot.initial, document: boot.document, publishInitial: boot.publishInitial, beaconMs: opts.rulesBeaconMs });
   const watcher: RulesWatcher | undefined = config.watchRules && opts.rulesDocument === undefined ? watchRulesFile(config.rules, rules, logger) : undefined;
