@@ -1,5 +1,5 @@
 /**
- * Versioned wire format for delta batches (msgpack via msgpackr).
+ * Versioned wire format for delta batches and rules messages (msgpack via msgpackr).
  *
  * Version 1 is one msgpack array:
  *
@@ -20,6 +20,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { CodecError } from './errors.ts';
+import type { RegisterVersion } from './register.ts';
 import type { DeltaEnvelope, SlotEntry } from './types.ts';
 
 export const WIRE_VERSION = 1;
@@ -37,6 +38,10 @@ export const CODEC_LIMITS = Object.freeze({
   maxCount: 0xffff_ffff,
   /** Largest slot id (ms-wide slots until far beyond year 275 000). */
   maxSlot: Number.MAX_SAFE_INTEGER,
+  /** Largest rules document carried by a rules message (JSON text, UTF-8 bytes; under NATS' 1 MiB max_payload). */
+  maxRulesBytes: 1_000_000,
+  /** Longest digest of a rules document. */
+  maxDigestBytes: 128,
 });
 
 const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true });
@@ -87,8 +92,81 @@ export function encodeDelta(env: DeltaEnvelope): Uint8Array {
   return out;
 }
 
+/**
+ * A rules message (kind 2), one msgpack array:
+ *
+ *   [ 2, origin, sentAt, what, versionTs, versionNode, digest, document ]
+ *
+ *   what      0 = "have" (a beacon: the version this node holds, document nil),
+ *             1 = "state" (the register's state: the document as JSON text)
+ *   versionTs, versionNode, digest   the register state's version and value digest (crdt/register.ts)
+ *
+ * The codec checks only the shape; the document itself is validated like any rules change by
+ * the node that receives it.
+ */
+export const RULES_KIND = 2;
+
+export interface RulesMessage {
+  origin: string;
+  sentAt: number;
+  what: 'have' | 'state';
+  version: RegisterVersion;
+  digest: string;
+  /** JSON text of the rules document (`state`), null for `have`. */
+  document: string | null;
+}
+
+/** Encode a rules message. Throws CodecError if it breaks the format's limits. */
+export function encodeRules(m: RulesMessage): Uint8Array {
+  if ((m.what === 'state') !== (typeof m.document === 'string')) {
+    throw new CodecError('CODEC_INVALID_FIELD', 'a "state" rules message carries a document, a "have" message none');
+  }
+  if (m.document !== null && utf8Length(m.document) > CODEC_LIMITS.maxRulesBytes) {
+    throw new CodecError('CODEC_LIMIT_EXCEEDED', `rules document is longer than ${CODEC_LIMITS.maxRulesBytes} bytes`);
+  }
+  return packr.pack([RULES_KIND, m.origin, m.sentAt, m.what === 'state' ? 1 : 0, m.version.ts, m.version.node, m.digest, m.document]);
+}
+
+/** A kind 2 envelope array → the rules message. */
+function rulesOf(raw: unknown[]): RulesMessage {
+  if (raw.length !== 8) throw new CodecError('CODEC_MALFORMED', `rules envelope has 8 fields, got ${raw.length}`);
+  const [, origin, sentAt, what, ts, node, digest, document] = raw;
+  const originS = str(origin, 'origin', CODEC_LIMITS.maxNodeBytes);
+  const sentAtN = uint(sentAt, 'sentAt', Number.MAX_SAFE_INTEGER);
+  if (what !== 0 && what !== 1) throw new CodecError('CODEC_INVALID_FIELD', `rules message kind ${safeShow(what)} is neither 0 (have) nor 1 (state)`);
+  const version = { ts: uint(ts, 'version timestamp', Number.MAX_SAFE_INTEGER), node: str(node, 'version node', CODEC_LIMITS.maxNodeBytes) };
+  const digestS = str(digest, 'digest', CODEC_LIMITS.maxDigestBytes);
+  let doc: string | null = null;
+  if (what === 1) doc = str(document, 'document', CODEC_LIMITS.maxRulesBytes);
+  else if (document !== null && document !== undefined) throw new CodecError('CODEC_INVALID_FIELD', 'a "have" rules message carries no document');
+  return { origin: originS, sentAt: sentAtN, what: what === 1 ? 'state' : 'have', version, digest: digestS, document: doc };
+}
+
 /** Decode and validate a batch. Throws CodecError (never anything else) on bad input. */
 export function decodeDelta(bytes: Uint8Array): DeltaEnvelope {
+  const raw = unpackEnvelope(bytes);
+  if (raw[0] !== WIRE_VERSION) {
+    throw new CodecError('CODEC_UNSUPPORTED_VERSION', `wire version ${safeShow(raw[0])} is not supported (this node reads ${WIRE_VERSION})`);
+  }
+  return deltaOf(raw);
+}
+
+/**
+ * Decode and validate any replicated message: a delta batch (wire version 1) or a rules
+ * message (kind 2, ./rules-codec.ts). Throws CodecError (never anything else) on bad input.
+ */
+export function decodeMessage(bytes: Uint8Array): ReplicatedPayload {
+  const raw = unpackEnvelope(bytes);
+  if (raw[0] === WIRE_VERSION) return { kind: 'delta', delta: deltaOf(raw) };
+  if (raw[0] === RULES_KIND) return { kind: 'rules', rules: rulesOf(raw) };
+  throw new CodecError('CODEC_UNSUPPORTED_VERSION', `wire version ${safeShow(raw[0])} is not supported (this node reads ${WIRE_VERSION} and ${RULES_KIND})`);
+}
+
+/** One replicated message, decoded. */
+export type ReplicatedPayload = { kind: 'delta'; delta: DeltaEnvelope } | { kind: 'rules'; rules: RulesMessage };
+
+/** Bytes → the envelope array, with the checks every kind shares. */
+function unpackEnvelope(bytes: Uint8Array): unknown[] {
   if (!(bytes instanceof Uint8Array)) throw new CodecError('CODEC_MALFORMED', 'payload is not bytes');
   if (bytes.length === 0) throw new CodecError('CODEC_MALFORMED', 'empty payload');
   if (bytes.length > CODEC_LIMITS.maxBytes) {
@@ -101,10 +179,11 @@ export function decodeDelta(bytes: Uint8Array): DeltaEnvelope {
     throw new CodecError('CODEC_MALFORMED', 'payload is not valid msgpack', { cause });
   }
   if (!Array.isArray(raw) || raw.length < 1) throw new CodecError('CODEC_MALFORMED', 'envelope is not an array');
-  const v = raw[0];
-  if (v !== WIRE_VERSION) {
-    throw new CodecError('CODEC_UNSUPPORTED_VERSION', `wire version ${safeShow(v)} is not supported (this node reads ${WIRE_VERSION})`);
-  }
+  return raw as unknown[];
+}
+
+/** A version 1 envelope array → the batch. */
+function deltaOf(raw: unknown[]): DeltaEnvelope {
   if (raw.length !== 7) throw new CodecError('CODEC_MALFORMED', `version 1 envelope has 7 fields, got ${raw.length}`);
   const [, origin, seq, sentAt, scopesRaw, nodesRaw, cellsRaw] = raw as unknown[];
   const originS = str(origin, 'origin', CODEC_LIMITS.maxNodeBytes);

@@ -4,7 +4,18 @@ export { CrdtError, CodecError, type CodecErrorCode } from './errors.ts';
 export { NodeTable } from './nodes.ts';
 export { SlotWindowStore, type DrainResult } from './window.ts';
 export { LimitMath, geometryOf, ALGORITHMS, type Algorithm, type LimitParams, type Geometry } from './algorithms.ts';
-export { encodeDelta, decodeDelta, utf8Length, WIRE_VERSION, CODEC_LIMITS } from './codec.ts';
+export { encodeDelta, decodeDelta, decodeMessage, encodeRules, utf8Length, WIRE_VERSION, RULES_KIND, CODEC_LIMITS, type RulesMessage, type ReplicatedPayload } from './codec.ts';
+export {
+  compareVersions,
+  compareStates,
+  mergeRegister,
+  nextVersion,
+  isLocalVersion,
+  formatVersion,
+  parseVersion,
+  type RegisterVersion,
+  type RegisterState,
+} from './register.ts';
 export {
   mergeCounters,
   counterValue,

@@ -27,6 +27,8 @@
  * every second on 127.0.0.1:9090 (+ the offset), and prints its URL.
  *
  *   npm run regions -- [--rules FILE] [--keep-data DIR] [--port-offset N] [--prometheus] [--verbose]
+ *
+ * LIMITER_ADMIN_TOKEN in the environment is passed to every node (the rules admin API).
  */
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
@@ -435,8 +437,10 @@ async function main(): Promise<void> {
       '--host', HOST,
       '--port', String(n.httpPort),
     ];
-    // Output arrives after this function has returned: `child` is set by then.
-    const p = spawnNodeProcess(args, { name: `node ${n.id}`, detached: true, listenTimeoutMs: NODE_LISTEN_TIMEOUT_MS, maxLogLines: 0, onLine: (line) => child.line(line) });
+    // Output arrives after this function has returned: `child` is set by then. The admin token
+    // (the rules API) is passed on from this environment, the same to every node.
+    const env = process.env.LIMITER_ADMIN_TOKEN !== undefined ? { LIMITER_ADMIN_TOKEN: process.env.LIMITER_ADMIN_TOKEN } : undefined;
+    const p = spawnNodeProcess(args, { name: `node ${n.id}`, env, detached: true, listenTimeoutMs: NODE_LISTEN_TIMEOUT_MS, maxLogLines: 0, onLine: (line) => child.line(line) });
     const child = watchChild('node', n.id, p.proc, join(logDir, `${n.id}.log`));
     const s = { region: r, id: n.id, child, url: p.listening };
     started.push(s);
@@ -462,6 +466,10 @@ async function main(): Promise<void> {
   say('');
   say(`try:  curl -s -X POST ${a}/v1/check -H 'content-type: application/json' -d '{"key":"demo"}'`);
   say(`      curl -s '${b}/v1/usage?key=demo'    # the same count, seen from another region`);
+  if (process.env.LIMITER_ADMIN_TOKEN) {
+    say(`      curl -s -X PUT ${a}/v1/rules/demo -H "authorization: Bearer $LIMITER_ADMIN_TOKEN" -H 'content-type: application/json' -d '{"key":"demo","limits":[{"limit":5,"window":"1m"}]}'`);
+    say(`      curl -s ${b}/v1/rules -H "authorization: Bearer $LIMITER_ADMIN_TOKEN"    # the change, in force in another region`);
+  } else say('      (set LIMITER_ADMIN_TOKEN before npm run regions to try the rules API: every node gets it)');
   say(`dashboard: ${b}/dashboard?key=demo&nodes=${listed.map((s) => s.url).join(',')}`);
   if (opts.prometheus) {
     mkdirSync(join(dataRoot, 'prometheus'), { recursive: true });

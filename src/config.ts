@@ -41,6 +41,10 @@ export interface NodeConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Bearer token of the admin routes; empty = admin routes answer 403 ADMIN_DISABLED. */
   adminToken: string;
+  /** Serve the admin routes (rules API, reset) on their own listener on this port (same host) only; 0: on the HTTP port. */
+  adminPort: number;
+  /** Apply an edit of the rules file like a PUT /v1/rules from this node. */
+  watchRules: boolean;
   /** Bearer tokens the check, refund and usage routes accept; none (and no file) = open. */
   apiTokens: string[];
   /** File of API tokens, one per line; re-read when it changes and on SIGHUP. */
@@ -107,7 +111,9 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   staleAfterMs: { flag: 'stale-after', env: 'LIMITER_STALE_AFTER', type: 'duration', default: '2500ms', help: "A peer silent this long (no delta, no heartbeat) makes rules apply their degradation mode (share, open or closed)." },
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
-  adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (POST /v1/admin/reset); empty disables them (403).' },
+  adminToken: { flag: 'admin-token', env: 'LIMITER_ADMIN_TOKEN', type: 'string', default: '', help: 'Bearer token of the admin routes (the rules API, POST /v1/admin/reset); empty disables them (403).' },
+  adminPort: { flag: 'admin-port', env: 'LIMITER_ADMIN_PORT', type: 'integer', default: '0', help: 'Serve the admin routes (/v1/rules, POST /v1/admin/reset) on their own listener on this port (same --host and TLS) only; the HTTP port then answers them 404. 0: on the HTTP port.' },
+  watchRules: { flag: 'watch-rules', env: 'LIMITER_WATCH_RULES', type: 'boolean', default: 'false', help: 'Apply an edit of the --rules file like a PUT /v1/rules from this node (an invalid edit is logged and refused).' },
   apiTokens: { flag: 'api-token', env: 'LIMITER_API_TOKENS', type: 'list', default: '', help: 'Bearer token(s) the check, refund, usage and status routes require, comma-separated; empty (and no file) leaves them open.' },
   apiTokensFile: { flag: 'api-tokens-file', env: 'LIMITER_API_TOKENS_FILE', type: 'string', default: '', help: 'File of API tokens, one per line; re-read when it changes and on SIGHUP.' },
   restrictStatus: { flag: 'restrict-status', env: 'LIMITER_RESTRICT_STATUS', type: 'boolean', default: 'false', help: 'Make /v1/status and /v1/usage require the admin token.' },
@@ -196,6 +202,8 @@ export const CONFIG_SCHEMA = Type.Object(
     keepAliveTimeoutMs: ms(1, 3_600_000),
     metrics: Type.Boolean(),
     metricsPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+    adminPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+    watchRules: Type.Boolean(),
     otlpEndpoint: Type.String({ pattern: '^$|^https?://[^\\s]+$', description: 'empty, or an http(s) URL' }),
     otlpCheckSample: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
   },

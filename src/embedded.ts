@@ -97,7 +97,7 @@ export async function createLimiter(o: CreateLimiterOptions): Promise<Limiter> {
     rules = validateRules(o.rules, rulesFile);
   }
   const config = loadConfig(toArgv(o, rulesFile), {});
-  const parts = await buildNode(config, { rules, logger: o.logger });
+  const parts = await buildNode(config, { rulesDocument: rules === undefined ? undefined : (o.rules as Record<string, unknown>), logger: o.logger });
   return new EmbeddedLimiter(parts, o.refunds !== false);
 }
 

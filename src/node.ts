@@ -13,14 +13,19 @@ import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
 import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
+import { formatVersion } from '../crdt/index.ts';
 import { ConfigError } from './engine/errors.ts';
-import { loadRulesFile } from './engine/rules.ts';
 import { ApiTokens } from './http/api-tokens.ts';
+import { buildAdminApp } from './http/admin-app.ts';
+import { DEFAULT_LIMITS } from './http/schemas.ts';
+import { RulesRegister } from './rules/register.ts';
+import { startupRules, type RulesSource } from './rules/startup.ts';
+import { watchRulesFile, type RulesWatcher } from './rules/watch.ts';
 import { buildApp, type ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
 import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
-import type { CheckRequest, Limiter, RulesConfig } from './engine/types.ts';
+import type { CheckRequest, Limiter } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
 import { NodeMetrics } from './metrics/metrics.ts';
@@ -30,8 +35,10 @@ import { registerDashboard } from './http/dashboard/routes.ts';
 import { startTracing, traceChecks, type Tracing } from './tracing/tracing.ts';
 
 export interface StartNodeOptions {
-  /** The rules, already validated (default: read from config.rules). */
-  rules?: RulesConfig;
+  /** The rules document (default: read from the config.rules file). */
+  rulesDocument?: object;
+  /** How often the node publishes its rules version for anti-entropy (ms, default 5000). */
+  rulesBeaconMs?: number;
   /** Clock (ms since epoch). Default Date.now. */
   now?: () => number;
   logger?: Logger;
@@ -74,6 +81,8 @@ export interface NodeStatus {
   storage: { state: 'ok' | 'degraded'; writable: boolean; fault: StorageFault | null; startup: StorageFault | null };
   /** Null when the node runs alone (no --nats). */
   replication: Record<string, unknown> | null;
+  /** The rules in force: version (converges across nodes), when applied, and replication counters. */
+  rules: ReturnType<RulesRegister['status']>;
   /**
    * Per limit: how far all nodes together can currently exceed it (CONSISTENCY.md §8).
    * A node running alone decides exactly: every bound is 0.
@@ -85,6 +94,8 @@ export interface NodeStatus {
 export interface NodeParts {
   readonly config: Readonly<NodeConfig>;
   readonly engine: Engine;
+  /** The rules register: the rules in force, changed by the admin API, the watched file and replication. */
+  readonly rules: RulesRegister;
   /** What decides: the engine, or with `sync` durability the engine whose admissions wait on the commit. */
   readonly limiter: Limiter;
   readonly admissions: AdmissionLedger;
@@ -114,9 +125,12 @@ export interface RunningNode {
   readonly config: Readonly<NodeConfig>;
   readonly url: string;
   readonly engine: Engine;
+  readonly rules: RulesRegister;
   readonly store: DataDirectory;
   readonly persistence: Persistence;
   readonly app: FastifyInstance;
+  /** Where the rules admin API is served: `url`, or the --admin-port listener's URL. */
+  readonly adminUrl: string;
   readonly logger: Logger;
   readonly replicator: Replicator | undefined;
   /** Prometheus metrics (undefined with --metrics false). */
@@ -136,7 +150,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const now = opts.now ?? Date.now;
   const startedAt = now();
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId, region: config.region } });
-  const rules = opts.rules ?? loadRulesFile(config.rules);
+  const source = rulesSource(config, opts.rulesDocument);
   const natsAuth = natsCredentials(config);
   // Read the secrets before anything is opened: a bad file stops start-up with its code.
   const tls = config.tlsCert !== '' ? { cert: readPem(config.tlsCert, '--tls-cert'), key: readPem(config.tlsKey, '--tls-key') } : undefined;
@@ -147,10 +161,21 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     onReload: (count) => logger.info({ tokens: count }, 'API tokens re-read'),
     onReloadError: (err) => logger.error({ err }, 'API tokens file could not be re-read; the tokens in force are kept'),
   });
-  const engine = new Engine({ nodeId: config.nodeId, rules, maxKeys: config.maxKeys });
   const replicating = config.nats.length > 0;
+  // The store first: the rules in force may be the ones it kept (src/rules/startup.ts).
   const store = new DataDirectory({ dir: config.data, nodeId: config.nodeId, durability: config.durability, now, log: logger });
   const opened = store.open();
+  let boot;
+  try {
+    boot = await startupRules(store, source, config.nodeId, now(), logger);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  logger.info({ version: formatVersion(boot.initial.version), from: boot.from }, 'rules loaded');
+  const engine = new Engine({ nodeId: config.nodeId, rules: boot.config, maxKeys: config.maxKeys });
+  const rules = new RulesRegister({ engine, store, nodeId: config.nodeId, now, logger, initial: boot.initial, document: boot.document, publishInitial: boot.publishInitial, beaconMs: opts.rulesBeaconMs });
+  const watcher: RulesWatcher | undefined = config.watchRules && opts.rulesDocument === undefined ? watchRulesFile(config.rules, rules, logger) : undefined;
   const longestWindowMs = Math.max(0, ...[...engine.allScopes()].map((cl) => cl.spec.windowMs));
   /** A start-up fault that leaves this node's counts incomplete: until when it degrades the node (a node running alone cannot rebuild them). */
   const startupFault = opened.fault;
@@ -216,6 +241,8 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
 
   const cleanup = async () => {
     stopping = true;
+    watcher?.close();
+    rules.stop();
     await replicator?.stop(0).catch(() => {});
     await finalFlush();
     persistence.stop();
@@ -239,7 +266,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     transport.on('disconnect', () => logger.warn('NATS disconnected; answering from local state'));
     transport.on('reconnect', (server) => logger.info({ server }, 'NATS reconnected; catching up'));
     transport.on('poison', (e) => logger.warn({ stream: e.stream, seq: e.streamSeq, origin: e.origin, err: e.error }, 'refused a replicated batch'));
-    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, modes: { staleAfterMs: config.staleAfterMs }, tracer: tracing?.tracer });
+    replicator = new Replicator({ engine, transport, positions: persistence, nodeId: config.nodeId, now, logger, heartbeatMs: opts.heartbeatMs, modes: { staleAfterMs: config.staleAfterMs }, tracer: tracing?.tracer, rules });
     // Cells restored from disk may never have been shipped (a crash before the publish): ship
     // them all again. Peers merge by max, so what they already have changes nothing.
     if (restored.cells > 0) engine.shipAllOwn();
@@ -251,6 +278,8 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     const startAfterSeq = rebuild ? {} : store.positions();
     const startReplication = async (timeoutMs: number) => {
       await replicator!.start(startAfterSeq);
+      const t = transport!;
+      rules.start({ publish: (bytes, msgId) => t.publish(bytes, msgId), get connected() { return t.connected; } });
       replicationStarted = true;
       replicationError = undefined;
       const caughtUp = await replicator!.waitCaughtUp(timeoutMs);
@@ -354,6 +383,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
         return { state: fault ? 'degraded' : 'ok', writable: store.writable, fault: fault ?? null, startup: startupFault ?? null };
       })(),
       replication: replicator ? replicator.status() : null,
+      rules: rules.status(),
       overshoot: replicator
         ? replicator.overshoot(at)
         : [...engine.allScopes()].map((cl) => ({ ruleId: cl.ruleId, policy: cl.policy.name, limit: cl.math.capacity, windowMs: cl.spec.windowMs, bound: 0, nodes: 1 })),
@@ -399,6 +429,8 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     closing ??= (async () => {
       stopping = true;
       apiTokens.close();
+      watcher?.close();
+      rules.stop();
       // Ship the last admissions (up to shipMs), then write everything (retrying a failing disk
       // for a while) and close.
       await replicator?.stop(shipMs).catch(() => {});
@@ -410,7 +442,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     return closing;
   };
   const commit = () => persistence.commitBarrier();
-  return { config, engine, limiter, admissions, apiTokens, tls, commit, now, store, persistence, logger, replicator, metrics, tracing, frame, readiness, status, close };
+  return { config, engine, rules, limiter, admissions, apiTokens, tls, commit, now, store, persistence, logger, replicator, metrics, tracing, frame, readiness, status, close };
 }
 
 /** The HTTP app over a node's parts (not listening). */
@@ -436,6 +468,8 @@ export function buildHttp(parts: NodeParts): FastifyInstance {
       registerDashboard(a, { guard: statusGuard, limits, frame: (key) => parts.frame(key) as ReturnType<typeof dashboardFrame> });
     },
     adminToken: config.adminToken,
+    rules: parts.rules,
+    adminRoutes: config.adminPort === 0,
     apiTokens,
     restrictStatus: config.restrictStatus,
     trustedProxies: config.trustedProxies,
@@ -473,11 +507,34 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       throw err;
     }
   }
+  let adminApp: FastifyInstance | undefined;
+  if (config.adminPort !== 0) {
+    adminApp = buildAdminApp({
+      rules: parts.rules,
+      limiter: parts.limiter,
+      limits: { ...DEFAULT_LIMITS, maxKeyBytes: config.maxKeyBytes, maxMetadataEntries: config.maxMetadataEntries, maxMetadataValueBytes: config.maxMetadataValueBytes, maxBatch: config.maxBatch },
+      now: parts.now,
+      commit: () => parts.commit(),
+      adminToken: config.adminToken,
+      tls,
+      logger,
+    });
+    try {
+      await adminApp.listen({ host: config.host, port: config.adminPort });
+    } catch (err) {
+      await app.close();
+      await metricsServer?.close();
+      await parts.close(0);
+      throw err;
+    }
+  }
   apiTokens.watch();
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
+  const adminAddr = adminApp?.server.address();
+  const adminUrl = typeof adminAddr === 'object' && adminAddr !== null ? `${tls !== undefined ? 'https' : 'http'}://${host}:${adminAddr.port}` : url;
   const metricsUrl = parts.metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
   logger.info(
     { url, metrics: metricsUrl, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
@@ -488,6 +545,7 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close();
+      await adminApp?.close();
       await metricsServer?.close();
       await parts.close(2000);
       logger.info('stopped');
@@ -496,7 +554,17 @@ export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   };
 
   const { engine, store, persistence, readiness, status } = parts;
-  return { config, url, engine, store, persistence, app, logger, replicator, metrics: parts.metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+  return { config, url, adminUrl, engine, rules: parts.rules, store, persistence, app, logger, replicator, metrics: parts.metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
+}
+
+/** The start-up rules: the inline document, or the --rules file's text. */
+function rulesSource(config: NodeConfig, doc: object | undefined): RulesSource {
+  if (doc !== undefined) return { text: JSON.stringify(doc), file: '<inline rules>' };
+  try {
+    return { text: readFileSync(config.rules, 'utf8'), file: config.rules };
+  } catch (cause) {
+    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file: config.rules, path: '', message: `cannot read: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
+  }
 }
 
 function readPem(file: string, flag: string): Buffer {

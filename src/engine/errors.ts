@@ -48,6 +48,11 @@ export const ERROR_CODES = {
   OUT_OF_RANGE: 'A number, length or count is outside its allowed range.',
   PATTERN_MISMATCH: 'A string does not have the required form (e.g. a name with forbidden characters).',
   VALUE_INVALID: 'A value is invalid in a way no more specific code covers (repeated items, values that contradict each other).',
+  // Rules at run time (admin API, watched file, replication)
+  RULES_INVALID: 'A rules change was refused as a whole (all or nothing); `problems` lists every problem, and the rules in force stay unchanged.',
+  RULES_TOO_LARGE: 'The rules document is larger than a rules message can carry (1 000 000 bytes of JSON).',
+  RULES_VERSION_STALE: 'If-Match names a rules version that is no longer the current one: read the rules again and retry.',
+  RULE_NOT_FOUND: 'No rule with this id in the rules in force.',
   // Replication and codec
   CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',
@@ -61,6 +66,7 @@ export const ERROR_CODES = {
   REPLICATION_FORGED: 'A replicated batch claims another origin than its channel, or carries another node\'s cells.',
   REPLICATION_BATCH_TOO_LARGE: 'A replicated batch carries more cells than a node ships in one.',
   REPLICATION_TOO_MANY_PEERS: 'A replicated batch comes from a new node beyond the number of peers accepted.',
+  REPLICATION_RULES_INVALID: 'A replicated rules document failed validation; it was refused and the rules in force stay.',
   // Storage and runtime
   STORAGE_FAILURE: 'The state store failed; the node keeps answering from memory.',
   STORAGE_UNAVAILABLE: 'The data directory cannot be opened for writing (read-only, permissions, full); the node serves from memory and retries.',

@@ -63,6 +63,9 @@ interface Grant {
   at: number;
 }
 
+/** The last units of a grant go to one node per round, in turn (ms). */
+const ROUND_MS = 100;
+
 export interface SharingCounters {
   /** Checks denied while waiting for the peers' counts before a grant. */
   waits: number;
@@ -100,7 +103,7 @@ export class NearLimitSharing {
     else if (g.askedAt === 0) g.askedAt = now;
     if (this.view.caughtUpTo(now) >= g.askedAt) {
       g.base = own;
-      g.amount = this.grantOf(lim, key, e, usage);
+      g.amount = this.grantOf(lim, key, e, usage, now);
       g.askedAt = 0;
       g.at = now;
       this.counters.grants++;
@@ -124,11 +127,13 @@ export class NearLimitSharing {
    * This node's part of what is free. Shares here follow the key's own demand, as merged: node
    * j's part is `(1 − m) · (φ / N + (1 − φ) · own_j / Σ own)`. The nodes that admitted on the key
    * keep `⌊share_j × capacity⌋ − own_j` reserved, and the whole units left are split over them
-   * (this one included) by their shares, largest remainders first and ties broken by a hash of
-   * (key, usage, node), so nodes that hold the same counts compute the same split and never
-   * hand the same unit out twice.
+   * (this one included): one each first when there are enough, the rest by their shares, the
+   * units left by a lottery weighted by the remainders, drawn from a hash of (key, usage,
+   * round). Nodes that hold the same counts in the same round compute the same split and never
+   * hand the same unit out twice; from one round to the next the last units change hands, so a
+   * node that asks is not starved by one that has stopped.
    */
-  private grantOf(lim: ShareableLimit, key: string, e: number, usage: number): number {
+  private grantOf(lim: ShareableLimit, key: string, e: number, usage: number, now: number): number {
     const cap = lim.math.capacity;
     const ownByNode = new Map<number, number>();
     if (e >= 0) lim.store.forEachCell(e, (_slot, node, p, n) => ownByNode.set(node, (ownByNode.get(node) ?? 0) + p - n));
@@ -153,20 +158,37 @@ export class NearLimitSharing {
     const free = Math.floor(Math.max(0, cap - usage - reserved));
     if (free === 0) return 0;
     const total = shares.reduce((x, y) => x + y, 0);
-    // Renormalised over the nodes that take part, keeping the margin.
-    const scale = total > 0 ? (1 - m) / total : 0;
+    // Every node taking part gets one unit first when there are enough (so a node with a small
+    // share is never starved by one that has stopped asking); the rest by shares.
+    const base = free >= nodes.length ? 1 : 0;
+    const rest = free - base * nodes.length;
+    const scale = total > 0 ? 1 / total : 0;
+    // The last units rotate between the nodes from one round to the next.
+    const round = Math.floor(now / ROUND_MS);
     const parts = nodes.map((node, i) => {
-      const x = shares[i]! * scale * free;
-      return { whole: Math.floor(x), rest: x - Math.floor(x), tie: fnv1a(`${key}\u0000${usage}\u0000${node}`) };
+      const x = shares[i]! * scale * rest;
+      return { node, whole: base + Math.floor(x), rest: x - Math.floor(x) };
     });
+    // The units left (fewer than the nodes) go by lottery weighted by the remainders, drawn from
+    // a hash of (key, usage, round): the same draw on every node, a new one each round.
     let left = free - parts.reduce((sum, p) => sum + p.whole, 0);
-    const order = [...parts].sort((a, b) => b.rest - a.rest || a.tie - b.tie);
     const mine = parts[0]!;
     let grant = mine.whole;
-    for (const p of order) {
-      if (left <= 0 || p.rest === 0) break;
-      left--;
-      if (p === mine) grant++;
+    // In node-id order, so that every node draws over the same list.
+    const open = parts.filter((p) => p.rest > 0).sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    for (let unit = 0; left > 0 && open.length > 0; unit++, left--) {
+      const weight = open.reduce((sum, p) => sum + p.rest, 0);
+      let u = (fnv1a(`${key}\u0000${usage}\u0000${round}\u0000${unit}`) / 2 ** 32) * weight;
+      let pick = open.length - 1;
+      for (let i = 0; i < open.length; i++) {
+        u -= open[i]!.rest;
+        if (u < 0) {
+          pick = i;
+          break;
+        }
+      }
+      if (open[pick] === mine) grant++;
+      open.splice(pick, 1);
     }
     return grant;
   }

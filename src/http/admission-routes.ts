@@ -19,14 +19,15 @@ export interface AdmissionRoutesOptions {
   limits: InputLimits;
   now: () => number;
   apiGuard: { onRequest?: onRequestHookHandler };
-  adminGuard: { onRequest: onRequestHookHandler };
+  /** Guard of the reset route; absent: the reset route is not served here (an admin listener serves it). */
+  adminGuard?: { onRequest: onRequestHookHandler };
   /** Durability barrier after something changed (src/http/app.ts). */
   afterCommit: (reply: FastifyReply, counted: boolean, send: () => FastifyReply) => FastifyReply | Promise<FastifyReply>;
   errorResponses: Record<number, unknown>;
 }
 
 export function registerAdmissionRoutes(app: FastifyInstance, o: AdmissionRoutesOptions): void {
-  const { limiter, ledger, limits, now, afterCommit } = o;
+  const { limiter, ledger, now, afterCommit } = o;
 
   app.post(
     '/v1/refund',
@@ -39,6 +40,12 @@ export function registerAdmissionRoutes(app: FastifyInstance, o: AdmissionRoutes
     },
   );
 
+  if (o.adminGuard !== undefined) registerResetRoute(app, { ...o, adminGuard: o.adminGuard });
+}
+
+/** POST /v1/admin/reset alone (the main app, or the admin listener). */
+export function registerResetRoute(app: FastifyInstance, o: Pick<AdmissionRoutesOptions, 'limiter' | 'limits' | 'now' | 'afterCommit' | 'errorResponses'> & { adminGuard: { onRequest: onRequestHookHandler } }): void {
+  const { limiter, limits, now, afterCommit } = o;
   app.post(
     '/v1/admin/reset',
     { ...o.adminGuard, schema: { body: resetBodySchema(limits), response: { 200: resetResultSchema, ...o.errorResponses } } },

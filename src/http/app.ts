@@ -7,6 +7,7 @@
  *   POST /v1/check/batch  {checks: [{key, metadata?, cost?, requestId?}, ...]}  -> 200 {results: Decision[]}
  *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
  *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
+ *   GET, PUT /v1/rules, PUT, DELETE /v1/rules/:id  (admin token) -> src/http/rules-routes.ts
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
  *                                                             (no key: keyed by the client IP)
  *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
@@ -21,9 +22,11 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
 import { AdmissionLedger, admit } from '../engine/admissions.ts';
-import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
+import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
+import { afterCommitWith } from './commit.ts';
+import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
@@ -112,6 +115,10 @@ export interface BuildAppOptions {
   extraRoutes?: (app: FastifyInstance, context: { statusGuard: { onRequest?: onRequestHookHandler }; limits: Readonly<InputLimits> }) => void;
   /** Bearer token of the admin routes; absent or empty: they answer 403 ADMIN_DISABLED. */
   adminToken?: string;
+  /** The rules admin API (src/http/rules-routes.ts); absent: not served here (404). */
+  rules?: RulesApi;
+  /** Serve the admin routes (rules, reset) here. Default true; false: they are on an admin listener (src/http/admin-app.ts) and answer 404 here. */
+  adminRoutes?: boolean;
   /** API tokens the check, refund and usage routes need (when it requires any). */
   apiTokens?: ApiTokens;
   /** /v1/status and /v1/usage need the admin token. Default false. */
@@ -245,24 +252,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   const commit = opts.commit;
   /** Runs `send` now, or after the durability barrier when something was counted. */
-  const afterCommit = (reply: FastifyReply, counted: boolean, send: () => FastifyReply): FastifyReply | Promise<FastifyReply> => {
-    if (!counted || commit === undefined) return send();
-    // `sync` durability promises that nothing answered as admitted is lost. When the commit
-    // fails that promise cannot be kept, so the answer is 503 STORAGE_FAILURE instead of the
-    // decision; the count stays in memory (conservative) and is retried by the next flush.
-    const failed = (err: unknown): never => {
-      reply.log.error({ err }, 'commit failed; answering 503');
-      throw new StorageError(`counted, but not made durable: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-    };
-    let barrier: Promise<unknown> | undefined | void;
-    try {
-      barrier = commit();
-    } catch (err) {
-      return failed(err);
-    }
-    if (barrier === undefined) return send();
-    return barrier.then(send, failed);
-  };
+  const afterCommit = afterCommitWith(commit);
 
   const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted = true) => {
     const h = headers.headersFor(d);
@@ -315,7 +305,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     },
   );
 
-  registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: { onRequest: admin.hook }, afterCommit, errorResponses });
+  const adminHere = opts.adminRoutes !== false;
+  if (adminHere && opts.rules !== undefined) registerRulesRoutes(app, { rules: opts.rules, guard: admin.hook });
+  registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: adminHere ? { onRequest: admin.hook } : undefined, afterCommit, errorResponses });
 
   // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query
   // strings are strings, so the checks are by hand (with the same codes as the body routes).

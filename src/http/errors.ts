@@ -51,6 +51,10 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   OUT_OF_RANGE: 400,
   PATTERN_MISMATCH: 400,
   VALUE_INVALID: 400,
+  RULES_INVALID: 400,
+  RULES_TOO_LARGE: 413,
+  RULES_VERSION_STALE: 412,
+  RULE_NOT_FOUND: 404,
   CODEC_MALFORMED: 400,
   CODEC_UNSUPPORTED_VERSION: 400,
   CODEC_LIMIT_EXCEEDED: 400,
@@ -63,6 +67,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   REPLICATION_FORGED: 400,
   REPLICATION_BATCH_TOO_LARGE: 400,
   REPLICATION_TOO_MANY_PEERS: 400,
+  REPLICATION_RULES_INVALID: 400,
   STORAGE_FAILURE: 503,
   STORAGE_UNAVAILABLE: 503,
   STORAGE_CORRUPT: 503,
@@ -177,6 +182,9 @@ export function toHttpError(err: unknown): HttpErrorResponse {
       body.path = path;
       body.problems = [{ code: err.code, path, message: err.message }];
     }
+    if (typeof path === 'string') body.path = path;
+    const problems = err.details?.problems;
+    if (Array.isArray(problems)) body.problems = problems as ErrorBody['problems'];
     return { status: HTTP_STATUS[err.code], body };
   }
   const fe = err as Partial<FastifyError> & { validationContext?: string };

@@ -29,6 +29,8 @@ export interface MetricsSnapshot {
   persistence: PersistenceStats;
   storage: { state: 'ok' | 'degraded'; writable: boolean; fault: { code: string } | null };
   overshoot: ReadonlyArray<{ ruleId: string; policy: string; limit: number; windowMs: number; bound: number; observed?: number; nodes: number }>;
+  /** The rules in force (src/rules/register.ts); absent: not reported. */
+  rules?: { version: string; appliedAt: number; stats: { refused: number } };
 }
 
 export interface MetricsSources {
@@ -122,6 +124,15 @@ export class NodeMetrics {
     });
     counter(r, 'regionlimit_rule_key_cap_denials_total', 'Checks of new keys denied because their rule held its maxKeys (RULE_KEY_CAP).', [], (c) => c.inc(snapshot().status.engine.ruleKeyCapDenials));
     gauge(r, 'regionlimit_admissions_held', 'Admission ids remembered for refunds.', [], (g) => g.set(snapshot().status.admissions.held));
+    gauge(r, 'regionlimit_rules_info', 'The version of the rules in force (label version, always 1): every node shows the same one once a change has converged.', ['version'], (g) => {
+      const v = snapshot().status.rules;
+      if (v !== undefined) g.set({ version: v.version }, 1);
+    });
+    gauge(r, 'regionlimit_rules_version_timestamp_seconds', 'Timestamp of the rules version in force (0: the local rules file, never changed at run time); max - min across nodes > 0 means a change has not reached every node yet.', [], (g) => {
+      const v = snapshot().status.rules;
+      if (v !== undefined) g.set(Number(v.version.slice(0, v.version.indexOf('.'))) / 1000);
+    });
+    counter(r, 'regionlimit_rules_refused_total', 'Replicated rules documents refused because they failed validation (REPLICATION_RULES_INVALID).', [], (c) => c.inc(snapshot().status.rules?.stats.refused ?? 0));
     gauge(r, 'regionlimit_rule_scopes', 'Limits (scopes) of the rules in force.', [], (g) => g.set(snapshot().status.engine.scopes));
 
     // ---- overshoot ----

@@ -20,7 +20,9 @@ export type ReplicationErrorCode =
   /** A batch carries more cells than a node ever ships in one. */
   | 'REPLICATION_BATCH_TOO_LARGE'
   /** A batch comes from a new node while this node already tracks the most peers it accepts. */
-  | 'REPLICATION_TOO_MANY_PEERS';
+  | 'REPLICATION_TOO_MANY_PEERS'
+  /** A replicated rules document failed validation (refused; the rules in force stay). */
+  | 'REPLICATION_RULES_INVALID';
 
 /** A replication failure with a stable code; `cause` holds the underlying error. */
 export class ReplicationError extends LimiterError {

@@ -32,11 +32,14 @@ export class PeerTracker {
   lastHeardAt = 0;
   /** The newest `sentAt` received (the peer's clock): every admission it made before is merged here. */
   lastSentAt = 0;
+  /** The streams its batches arrive on. */
+  readonly streams = new Set<string>();
   private readonly lags = new Float64Array(LAG_SAMPLES);
   private readonly raw = new Float64Array(LAG_SAMPLES);
   private count = 0;
 
-  record(lagMs: number, cells: number, now: number): void {
+  record(lagMs: number, cells: number, now: number, stream?: string): void {
+    if (stream !== undefined && !this.streams.has(stream)) this.streams.add(stream);
     this.raw[this.count % LAG_SAMPLES] = lagMs;
     this.lags[this.count % LAG_SAMPLES] = lagMs < 0 ? 0 : lagMs;
     this.count++;
@@ -77,11 +80,29 @@ export class PeerTracker {
 
 export class Peers {
   private readonly byNode = new Map<string, PeerTracker>();
+  /** Per stream, when this node last handled a batch of it with none waiting behind it. */
+  private readonly atEnd = new Map<string, number>();
 
-  record(node: string, lagMs: number, cells: number, now: number): void {
+  record(node: string, lagMs: number, cells: number, now: number, stream?: string): void {
     let p = this.byNode.get(node);
     if (p === undefined) this.byNode.set(node, (p = new PeerTracker()));
-    p.record(lagMs, cells, now);
+    p.record(lagMs, cells, now, stream);
+  }
+
+  /** A batch of `stream` was handled at `now` with `pending` batches waiting behind it. */
+  noteStream(stream: string, pending: number, now: number): void {
+    if (pending === 0) this.atEnd.set(stream, now);
+  }
+
+  /**
+   * The last time this node had handled every batch stored in one of the streams `peer`'s
+   * batches arrive on (0: never): what the peer's batches had reached those streams by then is
+   * merged.
+   */
+  drainedAt(peer: PeerTracker): number {
+    let t = 0;
+    for (const s of peer.streams) t = Math.max(t, this.atEnd.get(s) ?? 0);
+    return t;
   }
 
   entries(): IterableIterator<[string, PeerTracker]> {

@@ -15,7 +15,7 @@
  */
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { CodecError, decodeDelta } from '../../crdt/index.ts';
+import { CodecError, decodeMessage, type DeltaEnvelope, type RulesMessage } from '../../crdt/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { ReplicationError, isRefusal, refusal } from './errors.ts';
 import { DegradationMonitor, type ModeOptions } from './modes.ts';
@@ -53,6 +53,8 @@ export interface ReplicatorOptions {
   busyUtilization?: ShipperOptions['busyUtilization'];
   /** Spans around published and applied batches (tracing on). */
   tracer?: Tracer;
+  /** Where rules messages go (src/rules/): each is handed over once decoded and checked against its channel. */
+  rules?: { receive(msg: RulesMessage): void };
 }
 
 export type { OvershootEstimate } from './overshoot.ts';
@@ -134,12 +136,23 @@ export class Replicator {
     if (own && this.caughtUp) {
       this.stats.ownSkipped++;
       this.o.positions.notePosition(msg.stream, msg.streamSeq);
+      this.peers.noteStream(msg.stream, msg.pending, this.o.now());
       return;
     }
     const now = this.o.now();
-    let env;
+    let env: DeltaEnvelope;
     try {
-      env = decodeDelta(msg.data);
+      const decoded = decodeMessage(msg.data);
+      if (decoded.kind === 'rules') {
+        if (msg.origin !== undefined && msg.origin !== decoded.rules.origin) {
+          throw refusal('REPLICATION_FORGED', `rules message on ${msg.origin}'s channel claims origin ${decoded.rules.origin}`);
+        }
+        this.o.rules?.receive(decoded.rules);
+        this.o.positions.notePosition(msg.stream, msg.streamSeq);
+        this.peers.noteStream(msg.stream, msg.pending, now);
+        return;
+      }
+      env = decoded.delta;
       if (msg.origin !== undefined && msg.origin !== env.origin) {
         throw refusal('REPLICATION_FORGED', `batch on ${msg.origin}'s channel claims origin ${env.origin}`);
       }
@@ -167,7 +180,7 @@ export class Replicator {
     this.stats.messages++;
     this.stats.bytes += msg.data.byteLength;
     if (own) this.stats.ownReplayed++;
-    else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now);
+    else this.peers.record(env.origin, now - env.sentAt, env.entries.length, now, msg.stream);
     if (env.entries.length > 0) {
       const span = this.o.tracer?.startSpan('replication.apply', { attributes: { 'regionlimit.peer': env.origin, 'regionlimit.cells': env.entries.length, 'regionlimit.stream': msg.stream, 'regionlimit.seq': msg.streamSeq, 'regionlimit.lag_ms': now - env.sentAt } });
       try {
@@ -187,6 +200,7 @@ export class Replicator {
     }
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
     this.catchUp.note(msg.stream, msg.pending, now);
+    this.peers.noteStream(msg.stream, msg.pending, now);
   }
 
   /** Resolve true once every stream has been consumed up to its last sequence at the time of the call. */

@@ -10,12 +10,14 @@
  *   - every batch a node ships holds every own change made before its `sentAt` (the shipper
  *     drains all of them when it cuts a batch, and batches arrive in order), so once a peer's
  *     batch cut at `sentAt` is merged, all its admissions before `sentAt` are. The peer's clock
- *     is mapped to this node's with the smallest observed receive − sentAt when that is negative
- *     (the peer's clock is ahead); a peer whose clock is behind is taken at its word, which only
- *     makes this node wait longer;
- *   - shipping is eager, so what a peer admitted more than its lag bound ago has arrived: the
- *     bound is `lagFloorMs` (the one-way transit, which receive − sentAt cannot tell from clock
- *     offset) plus twice the peer's p99 jitter (receive − sentAt above its minimum).
+ *     is mapped to this node's with the smallest observed receive − sentAt (clock offset plus
+ *     the one-way transit, the transit taken as at most `lagFloorMs`);
+ *   - shipping is eager, so when this node last had every batch stored in one of the peer's
+ *     streams handled (a batch with none waiting behind it), what the peer admitted more than
+ *     its lag bound before that had arrived: the bound is `lagFloorMs` plus twice the peer's
+ *     p99 jitter (receive − sentAt above its minimum). Counting from the drained stream, not
+ *     from the clock, keeps a node whose own event loop is behind from assuming batches it
+ *     has not handled yet.
  *
  * Shares are recomputed on the replicator's mode tick; the rest is read when a grant is needed.
  */
@@ -92,12 +94,15 @@ export class HealthySharing implements SharingView {
     return this.peerIds;
   }
 
-  caughtUpTo(now: number): number {
+  caughtUpTo(_now: number): number {
     let t = Infinity;
     for (const [id, p] of this.peersOf.entries()) {
-      const shipped = p.lastSentAt + Math.min(0, p.minOffset());
-      const arrived = now - (this.lagBounds.get(id) ?? this.lagFloorMs);
-      t = Math.min(t, Math.max(shipped, arrived));
+      const min = p.minOffset();
+      // receive − sentAt at its smallest is the clock offset plus the one-way transit, taken as at most lagFloorMs.
+      const offset = min <= 0 ? min : Math.max(0, min - this.lagFloorMs);
+      const shipped = p.lastSentAt + offset;
+      const drained = this.peersOf.drainedAt(p) - (this.lagBounds.get(id) ?? this.lagFloorMs);
+      t = Math.min(t, Math.max(shipped, drained));
     }
     return t;
   }

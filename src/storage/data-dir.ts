@@ -23,7 +23,7 @@ import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import type { SlotEntry } from '../../crdt/index.ts';
 import { LimiterError, StorageError, type StorageErrorCode } from '../engine/errors.ts';
-import type { Durability, StateStore, WriteBatch } from './ports.ts';
+import type { Durability, StateStore, StoredRules, WriteBatch } from './ports.ts';
 import { DB_FILE, SqliteStore } from './sqlite.ts';
 
 /** The marker beside the database: the node id, written once the database exists. */
@@ -168,6 +168,14 @@ export class DataDirectory implements StateStore {
 
   setMeta(key: string, value: string): void {
     this.writable_().setMeta(key, value);
+  }
+
+  loadRules(): StoredRules | undefined {
+    return (this.db ?? this.snapshot)?.loadRules();
+  }
+
+  saveRules(rules: StoredRules): void {
+    this.writable_().saveRules(rules);
   }
 
   close(): void {

@@ -5,7 +5,8 @@
  */
 import type { SlotEntry } from '../../crdt/index.ts';
 import { StorageError } from '../engine/errors.ts';
-import type { StateStore, WriteBatch } from './ports.ts';
+import type { StateStore, StoredRules, WriteBatch } from './ports.ts';
+import { RULES_META_KEY, decodeStoredRules, encodeStoredRules } from './rules-record.ts';
 
 export class MemoryStore implements StateStore {
   readonly path = ':memory:';
@@ -66,6 +67,15 @@ export class MemoryStore implements StateStore {
   setMeta(key: string, value: string): void {
     this.assertOpen('write meta');
     this.meta.set(key, value);
+  }
+
+  loadRules(): StoredRules | undefined {
+    const text = this.getMeta(RULES_META_KEY);
+    return text === undefined ? undefined : decodeStoredRules(text);
+  }
+
+  saveRules(rules: StoredRules): void {
+    this.setMeta(RULES_META_KEY, encodeStoredRules(rules));
   }
 
   close(): void {

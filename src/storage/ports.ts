@@ -8,8 +8,9 @@
  * - Positions: per replication stream, the last sequence whose batch is merged into the cells.
  *   They are written in the same transaction as the cells they describe, so after a crash the
  *   stored cells always contain everything up to the stored positions.
+ * - Rules: the rules register's current state (src/rules/), replaced whole on every change.
  */
-import type { SlotEntry } from '../../crdt/index.ts';
+import type { RegisterVersion, SlotEntry } from '../../crdt/index.ts';
 
 export type Durability = 'batch' | 'sync';
 
@@ -36,8 +37,27 @@ export interface PositionStore {
   positions(): Record<string, number>;
 }
 
+/** The rules register's state as kept on disk (src/rules/). */
+export interface StoredRules {
+  version: RegisterVersion;
+  /** Digest of the document (crdt/register.ts). */
+  digest: string;
+  /** The rules document, JSON text. */
+  document: string;
+  /** SHA-256 (hex) of the --rules file's text when this node last applied it; null: never. */
+  fileHash: string | null;
+}
+
+/** The current rules and their version. */
+export interface RulesStore {
+  /** The state last saved; undefined when none was. Throws StorageError if what is stored cannot be read. */
+  loadRules(): StoredRules | undefined;
+  /** Replace the stored state (one write: all or nothing). Throws StorageError. */
+  saveRules(rules: StoredRules): void;
+}
+
 /** Everything a node keeps on disk. */
-export interface StateStore extends CellStore, PositionStore {
+export interface StateStore extends CellStore, PositionStore, RulesStore {
   /** Where it lives (a file path, or `:memory:`). */
   readonly path: string;
   /** True when this open found no earlier state (a new data directory). */

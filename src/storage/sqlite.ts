@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SlotEntry } from '../../crdt/index.ts';
 import { LimiterError, StorageError } from '../engine/errors.ts';
-import type { Durability, StateStore, WriteBatch } from './ports.ts';
+import type { Durability, StateStore, StoredRules, WriteBatch } from './ports.ts';
+import { RULES_META_KEY, decodeStoredRules, encodeStoredRules } from './rules-record.ts';
 
 export type { Durability, StateStore, WriteBatch } from './ports.ts';
 
@@ -330,6 +331,15 @@ export class SqliteStore implements StateStore {
     } finally {
       db.close();
     }
+  }
+
+  loadRules(): StoredRules | undefined {
+    const text = this.getMeta(RULES_META_KEY);
+    return text === undefined ? undefined : decodeStoredRules(text);
+  }
+
+  saveRules(rules: StoredRules): void {
+    this.setMeta(RULES_META_KEY, encodeStoredRules(rules));
   }
 
   close(): void {

@@ -79,10 +79,11 @@ describe('near-limit sharing (engine)', () => {
     expect(engine.decide({ key: 's:k' }, T0 + 2).code).toBe('SHARE_WAIT');
     // Caught up. Shares follow the key's demand (30 : 10, margin 0.1, floor 0.05 over 3 nodes):
     // a-0 0.9 · (0.05 / 3 + 0.95 · 0.75) = 0.656, b-0 0.229. b-0 keeps ⌊22.9⌋ − 10 = 12 reserved;
-    // free = 100 − 40 − 12 = 48, split over a-0 and b-0 scaled to 0.9: a-0 32.03 → 32, b-0 11.2 → 11,
-    // and one leftover unit each by remainder: a-0's grant is 33.
+    // free = 100 − 40 − 12 = 48 for a-0 and b-0: one unit each, then 46 by their shares,
+    // a-0 0.741 · 46 = 34.1 → 34, b-0 11.9 → 11, the last unit to the larger remainder (b-0):
+    // a-0's grant is 1 + 34 = 35.
     view.caughtUp = T0 + 2;
-    expect(hammer(engine, 's:k', 50, T0 + 3)).toBe(33);
+    expect(hammer(engine, 's:k', 50, T0 + 3)).toBe(35);
     expect(engine.sharingCounters!.grants).toBe(1);
   });
 

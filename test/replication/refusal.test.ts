@@ -11,7 +11,7 @@ import { pack } from 'msgpackr';
 import { connect, type NatsConnection } from 'nats';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
+import { encodeDelta, RULES_KIND, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startNode, type RunningNode } from '../../src/node.ts';
 import { nodeSubject } from '../../src/replication/subjects.ts';
@@ -88,7 +88,7 @@ describe('refusing replicated messages', () => {
     await waitFor('garbage refused', () => replication().refused === before + 1, { timeoutMs: 10_000 });
     expect(replication().lastRefused).toMatch(/^CODEC_/);
 
-    await publishAs('evil-1', pack([WIRE_VERSION + 1, 'evil-1', 1, Date.now(), [], [], []]));
+    await publishAs('evil-1', pack([RULES_KIND + 1, 'evil-1', 1, Date.now(), [], [], []]));
     await waitFor('unknown version refused', () => replication().refused === before + 2, { timeoutMs: 10_000 });
     expect(replication().lastRefused).toMatch(/^CODEC_UNSUPPORTED_VERSION/);
 

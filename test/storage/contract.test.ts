@@ -115,10 +115,22 @@ for (const impl of IMPLS) {
       expect(store.getMeta('x')).toBe('2');
     });
 
+    it('rules: none stored at first; the last saved state is read back whole, fields and all', () => {
+      store = impl.open();
+      expect(store.loadRules()).toBeUndefined();
+      const first = { version: { ts: 1000, node: 'n0' }, digest: 'd1', document: '{"rules":[]}', fileHash: 'h1' };
+      const second = { version: { ts: 2000, node: 'n1' }, digest: 'd2', document: '{"rules":[{"id":"a"}]}', fileHash: null };
+      store.saveRules(first);
+      expect(store.loadRules()).toEqual(first);
+      store.saveRules(second);
+      expect(store.loadRules()).toEqual(second);
+    });
+
     it('a closed store refuses work with a StorageError', () => {
       store = impl.open();
       store.close();
       expect(() => store.write({ cells: [cell('a', 1, 1)] })).toThrow(StorageError);
+      expect(() => store.saveRules({ version: { ts: 1, node: 'n0' }, digest: 'd', document: '{}', fileHash: null })).toThrow(StorageError);
     });
   });
 }
