@@ -36,6 +36,8 @@ export interface NodeConfig {
   natsTlsKey: string;
   /** A peer silent longer than this makes the node apply its rules' degradation modes (ms). */
   staleAfterMs: number;
+  /** Longest wait of a check for its share of a key's headroom (near-limit sharing), ms. */
+  shareWaitMs: number;
   /** Replication streams keep deltas this long (must cover the longest window plus the longest partition tolerated). */
   streamMaxAgeMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -108,6 +110,7 @@ export const OPTIONS: Record<keyof NodeConfig, OptionDef> = {
   natsTlsCa: { flag: 'nats-tls-ca', env: 'LIMITER_NATS_TLS_CA', type: 'string', default: '', help: 'CA certificate (PEM) that signed the NATS servers\' certificates: connect over TLS and verify them.' },
   natsTlsCert: { flag: 'nats-tls-cert', env: 'LIMITER_NATS_TLS_CERT', type: 'string', default: '', help: 'Client certificate (PEM) for NATS servers that verify clients (with --nats-tls-key).' },
   natsTlsKey: { flag: 'nats-tls-key', env: 'LIMITER_NATS_TLS_KEY', type: 'string', default: '', help: 'Private key (PEM) of --nats-tls-cert.' },
+  shareWaitMs: { flag: 'share-wait', env: 'LIMITER_SHARE_WAIT', type: 'duration', default: '500ms', help: "How long a check near its key's limit may wait for the peers' counts (near-limit sharing) before it is answered SHARE_WAIT; 0 answers at once." },
   staleAfterMs: { flag: 'stale-after', env: 'LIMITER_STALE_AFTER', type: 'duration', default: '2500ms', help: "A peer silent this long (no delta, no heartbeat) makes rules apply their degradation mode (share, open or closed)." },
   streamMaxAgeMs: { flag: 'stream-max-age', env: 'LIMITER_STREAM_MAX_AGE', type: 'duration', default: '24h', help: 'How long the replication streams keep deltas: the longest window plus the longest partition to heal by catch-up.' },
   logLevel: { flag: 'log-level', env: 'LIMITER_LOG_LEVEL', type: 'string', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent.' },
@@ -179,6 +182,7 @@ export const CONFIG_SCHEMA = Type.Object(
     natsTlsCert: Type.String(),
     natsTlsKey: Type.String(),
     staleAfterMs: ms(100, 3_600_000),
+    shareWaitMs: ms(0, 60_000),
     streamMaxAgeMs: ms(60_000, 365 * 24 * 3600 * 1000),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     adminToken: Type.String({ ...TOKEN, pattern: '^$|^[\\x21-\\x7e]{16,4096}$', description: `empty, or ${TOKEN.description}` }),

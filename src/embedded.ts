@@ -11,6 +11,7 @@
  * (each needs its own `nodeId` and data directory). Input is validated by the HTTP API's own
  * schema and checks, and refused with the same codes (a LimiterError).
  */
+import { settleShareWait } from './http/share-wait.ts';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { loadConfig, type NodeConfig } from './config.ts';
@@ -142,8 +143,12 @@ class EmbeddedLimiter implements Limiter {
 
   async check(req: CheckRequest): Promise<Decision> {
     this.valid(req, '');
-    const t = this.parts.now();
-    const d = this.decide(req, t);
+    let d = this.decide(req, this.parts.now());
+    const { replicator, engine, config } = this.parts;
+    // Near the limit, wait for the peers' counts rather than answer SHARE_WAIT (src/http/share-wait.ts).
+    if (d.code === 'SHARE_WAIT' && replicator !== undefined && config.shareWaitMs > 0) {
+      d = await settleShareWait(d, () => this.decide(req, this.parts.now()), { progress: () => engine.peersProgress.next(), maxWaitMs: config.shareWaitMs });
+    }
     if (d.allowed && d.ruleId !== null) await this.parts.commit();
     return d;
   }

@@ -458,6 +458,7 @@ export function buildHttp(parts: NodeParts): FastifyInstance {
     maxMetadataEntries: config.maxMetadataEntries,
     maxMetadataValueBytes: config.maxMetadataValueBytes,
     denyStatus: config.denyStatus,
+    ...(parts.replicator !== undefined ? { shareWait: { progress: () => engine.peersProgress.next(), maxWaitMs: config.shareWaitMs } } : {}),
     readiness: () => parts.readiness(),
     commit: () => parts.commit(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),

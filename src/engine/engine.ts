@@ -17,6 +17,7 @@ import {
   type SlotEntry,
 } from '../../crdt/index.ts';
 import { degradedDenial, type Degradation } from './degradation.ts';
+import { Pulse } from './pulse.ts';
 import { NearLimitSharing, type SharingView } from './sharing.ts';
 import { formatDuration } from './duration.ts';
 import { Signal } from './signal.ts';
@@ -168,6 +169,8 @@ export class Engine implements Limiter {
   private future: SlotEntry[] = [];
   /** Fired when own cells change (admission, refund): the shipper waits on it. */
   readonly ownChanged = new Signal();
+  /** Fired by the replication room when it has handled a batch: checks waiting for their share decide again. */
+  readonly peersProgress = new Pulse();
   /** Fired when an admission leaves a key at half its limit or more: shipped ahead of everything else. */
   readonly urgent = new Signal();
   private urgentKeys: { store: SlotWindowStore; key: string }[] = [];

@@ -26,6 +26,7 @@ import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
 import { afterCommitWith } from './commit.ts';
+import { settleShareWait, type ShareWait } from './share-wait.ts';
 import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
@@ -86,6 +87,8 @@ export interface BuildAppOptions {
    * 2xx/401/403). Default 429. POST /v1/check always answers 429.
    */
   denyStatus?: number;
+  /** Checks answered SHARE_WAIT wait for the peers' counts this long before answering it (near-limit sharing). */
+  shareWait?: ShareWait;
   /** Readiness probe for /readyz. Default: always ready. */
   readiness?: () => ReadinessReport;
   /** fastify logger: false (default), true, pino options, or a pino logger instance. */
@@ -227,7 +230,14 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     const seen = recent.get(id, req.key, cost, at);
     if (seen !== undefined) return { d: seen, counted: false };
     const d = admitted(limiter.decide(req, at), req, at);
-    recent.remember(id, req.key, cost, d, at);
+    // A SHARE_WAIT counted nothing and is decided again: a repeat is a new decision.
+    if (d.code !== 'SHARE_WAIT') recent.remember(id, req.key, cost, d, at);
+    return { d, counted: d.allowed && d.ruleId !== null };
+  };
+  const shareWait = opts.shareWait !== undefined && opts.shareWait.maxWaitMs > 0 ? opts.shareWait : undefined;
+  /** A check answered SHARE_WAIT is decided again as the peers' counts arrive (src/http/share-wait.ts). */
+  const settled = async (first: Decision, decide: () => Decision): Promise<{ d: Decision; counted: boolean }> => {
+    const d = await settleShareWait(first, decide, shareWait!);
     return { d, counted: d.allowed && d.ruleId !== null };
   };
 
@@ -272,9 +282,15 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       const body = req.body as CheckBody;
       const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
       if (p !== null) refuse(p);
-      const { d, counted } = decideBody(body, now());
-      report(d, ROUTE_CHECK, req);
-      return sendDecision(reply, d, 429, counted);
+      const first = decideBody(body, now());
+      if (first.d.code === 'SHARE_WAIT' && shareWait !== undefined) {
+        return settled(first.d, () => decideBody(body, now()).d).then(({ d, counted }) => {
+          report(d, ROUTE_CHECK, req);
+          return sendDecision(reply, d, 429, counted);
+        });
+      }
+      report(first.d, ROUTE_CHECK, req);
+      return sendDecision(reply, first.d, 429, first.counted);
     },
   );
 
@@ -318,10 +334,19 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     { ...apiGuard, exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
     (req, reply) => {
       const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true, ipKey(req.ip));
-      const t = now();
-      const d = admitted(limiter.decide(req1, t), req1, t);
-      report(d, ROUTE_CHECK_GET, req);
-      return sendDecision(reply, d, denyStatus);
+      const decide = () => {
+        const t = now();
+        return admitted(limiter.decide(req1, t), req1, t);
+      };
+      const first = decide();
+      if (first.code === 'SHARE_WAIT' && shareWait !== undefined) {
+        return settled(first, decide).then(({ d }) => {
+          report(d, ROUTE_CHECK_GET, req);
+          return sendDecision(reply, d, denyStatus);
+        });
+      }
+      report(first, ROUTE_CHECK_GET, req);
+      return sendDecision(reply, first, denyStatus);
     },
   );
 

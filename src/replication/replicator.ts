@@ -137,6 +137,7 @@ export class Replicator {
       this.stats.ownSkipped++;
       this.o.positions.notePosition(msg.stream, msg.streamSeq);
       this.peers.noteStream(msg.stream, msg.pending, this.o.now());
+      this.o.engine.peersProgress.fire();
       return;
     }
     const now = this.o.now();
@@ -150,6 +151,7 @@ export class Replicator {
         this.o.rules?.receive(decoded.rules);
         this.o.positions.notePosition(msg.stream, msg.streamSeq);
         this.peers.noteStream(msg.stream, msg.pending, now);
+        this.o.engine.peersProgress.fire();
         return;
       }
       env = decoded.delta;
@@ -201,6 +203,7 @@ export class Replicator {
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
     this.catchUp.note(msg.stream, msg.pending, now);
     this.peers.noteStream(msg.stream, msg.pending, now);
+    this.o.engine.peersProgress.fire();
   }
 
   /** Resolve true once every stream has been consumed up to its last sequence at the time of the call. */

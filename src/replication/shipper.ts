@@ -81,6 +81,12 @@ export interface ShipperStats {
 const RETRY_MIN_MS = 20;
 const RETRY_MAX_MS = 1000;
 
+/**
+ * An idle node's heartbeat interval: also how long a node waiting for its share of a key's
+ * headroom may wait on an idle peer (CONSISTENCY.md §12).
+ */
+export const DEFAULT_NODE_HEARTBEAT_MS = 250;
+
 export class Shipper {
   readonly stats: ShipperStats = { rounds: 0, messages: 0, cells: 0, bytes: 0, heartbeats: 0, priority: 0, publishErrors: 0, requeued: 0, largestRound: 0, lingered: 0, lastAckAt: 0 };
   private readonly o: Required<Omit<ShipperOptions, 'onError' | 'tracer'>> & ShipperOptions;
@@ -102,7 +108,7 @@ export class Shipper {
     this.o = {
       ...opts,
       maxCellsPerMessage: opts.maxCellsPerMessage ?? 4096,
-      heartbeatMs: opts.heartbeatMs ?? 1000,
+      heartbeatMs: opts.heartbeatMs ?? DEFAULT_NODE_HEARTBEAT_MS,
       lingerMs: opts.lingerMs ?? 10,
       busyUtilization: opts.busyUtilization ?? 0.5,
     };

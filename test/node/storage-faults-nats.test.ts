@@ -46,7 +46,8 @@ function rulesFile(limit: number): string {
 }
 
 async function start(nodeId: string, data: string, rules: string): Promise<NodeProcess> {
-  const p = await startNodeProcess(['--node-id', nodeId, '--region', 'r1', '--nats', server.url, '--data', data, '--rules', rules, '--flush-interval', '50ms']);
+  // A region (so streams) per node: a node of an earlier case would otherwise be a silent peer.
+  const p = await startNodeProcess(['--node-id', nodeId, '--region', `r-${nodeId}`, '--nats', server.url, '--data', data, '--rules', rules, '--flush-interval', '50ms']);
   running.push(p);
   return p;
 }
