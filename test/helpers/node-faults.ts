@@ -188,6 +188,9 @@ export async function latencyUnderLoad(rig: Rig, o: { keys: readonly string[]; p
 // ---- fault 5: SIGSTOP of a limiter node ----
 
 export interface SigstopResult {
+  /** The nodes, in the order of `admitted`'s lists, and the frozen one. */
+  nodes: string[];
+  victim: string;
   /** Admitted per node (fleet order), by key. */
   admitted: Record<string, number[]>;
   /** The others' admissions made while they were degraded (asked after they were seen degraded, answered before SIGCONT), by key. */
@@ -198,27 +201,33 @@ export interface SigstopResult {
   leftModeMs: number;
   /** From SIGCONT until every node reported the exact admitted count, by key (ms). */
   convergedMs: Record<string, number>;
-  /** Answers other than 200 and 429 (must be none: the victim gets no requests while frozen). */
+  /** Answers other than 200 and 429 (must be none). */
   failures: number;
+  /** The victim's requests sent before SIGCONT and answered after it (with `clientsStay`): admitted, denied. */
+  queuedAtVictim: { admitted: number; denied: number };
 }
 
 /**
- * Load on every node and key, one request per `paceMs` per node and key; once the victim has
+ * Load on every node and key, `concurrency` request loops (default 1) per node and key, each
+ * waiting `paceMs` between its requests; once the victim has
  * admitted some of it, its clients stop sending (as a load balancer takes a dead backend out)
- * and it is frozen for `stopMs` while the others keep the load; the load stops, SIGCONT.
+ * and it is frozen for `stopMs` while the others keep the load; SIGCONT, the load stops.
+ * With `clientsStay`, the victim's clients keep their requests in flight while it is frozen
+ * (each loop waits for its answer; keep `stopMs` below the client's 5 s time-out): the frozen
+ * node decides them after SIGCONT, before or while it merges what it missed.
  */
-export async function sigstopUnderLoad(rig: Rig, o: { victim: string; keys: readonly string[]; stopMs: number; paceMs: number }): Promise<SigstopResult> {
+export async function sigstopUnderLoad(rig: Rig, o: { victim: string; keys: readonly string[]; stopMs: number; paceMs: number; concurrency?: number; clientsStay?: boolean }): Promise<SigstopResult> {
   const nodes = rig.fleet.nodes;
   const victim = rig.fleet.node(o.victim);
   const others = nodes.filter((n) => n !== victim);
   const targets = o.keys.flatMap((key) => nodes.map((n) => new Target(n, key)));
-  const load = startLoad(targets, { paceMs: o.paceMs });
+  const load = startLoad(targets, { paceMs: o.paceMs, concurrency: o.concurrency });
   let contAt = 0;
   let degradedSeenAt = 0;
   let stopAt = 0;
   try {
     await waitFor('the victim to admit on every key', () => o.keys.every((k) => load.admitted((x) => x.node === victim.id && x.key === k) >= 3), { timeoutMs: 30_000 });
-    await Promise.all(targets.filter((t) => t.node === victim).map((t) => t.quiesce()));
+    if (!o.clientsStay) await Promise.all(targets.filter((t) => t.node === victim).map((t) => t.quiesce()));
     victim.sigstop();
     stopAt = performance.now();
     try {
@@ -228,7 +237,6 @@ export async function sigstopUnderLoad(rig: Rig, o: { victim: string; keys: read
         { timeoutMs: 30_000, intervalMs: 50 },
       );
       await waitFor(`${o.stopMs} ms of SIGSTOP`, () => performance.now() - stopAt >= o.stopMs, { timeoutMs: o.stopMs + 60_000, intervalMs: 100 });
-      await load.stop();
     } finally {
       contAt = performance.now();
       victim.sigcont();
@@ -240,12 +248,18 @@ export async function sigstopUnderLoad(rig: Rig, o: { victim: string; keys: read
   const admitted = Object.fromEntries(o.keys.map((key) => [key, nodes.map((n) => load.admitted((x) => x.key === key && x.node === n.id))]));
   const converged = await waitExact(nodes, new Map(o.keys.map((k) => [k, sum(admitted[k]!)])));
   return {
+    nodes: nodes.map((n) => n.id),
+    victim: victim.id,
     admitted,
     whileDegraded: Object.fromEntries(o.keys.map((key) => [key, load.admitted((x) => x.key === key && x.node !== victim.id && x.start >= degradedSeenAt && x.end <= contAt)])),
     degradedAfterMs: degradedSeenAt - stopAt,
     leftModeMs: left - contAt,
     convergedMs: Object.fromEntries([...converged].map(([k, at]) => [k, at - contAt])),
     failures: load.outcomes.filter((x) => x.status !== 200 && x.status !== 429).length,
+    queuedAtVictim: {
+      admitted: load.outcomes.filter((x) => x.node === victim.id && x.start < contAt && x.end > contAt && x.status === 200).length,
+      denied: load.outcomes.filter((x) => x.node === victim.id && x.start < contAt && x.end > contAt && x.status === 429).length,
+    },
   };
 }
 

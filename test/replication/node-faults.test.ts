@@ -6,13 +6,14 @@
  * - 100–300 ms latency (200 ± 100 ms, uniform) on every gateway link, 5 × L checks per node
  *   in a few seconds: overshoot within the bound the nodes derive (§8), counts exact after;
  * - a limiter node frozen (SIGSTOP) for 5 s under load: the others go degraded and apply
- *   each rule's mode; after SIGCONT every node holds exactly the admitted counts;
+ *   each rule's mode; after SIGCONT every node holds exactly the admitted counts; again for
+ *   3 s with its clients' requests waiting at the frozen node;
  * - two kill -9 of limiter nodes under load, each restarted on its data directory: the
  *   converged count is the admitted requests, plus only those whose answer the kill lost.
  *
  * The long variants are in test/faults/node-faults-long.test.ts. Figures: `[figure]` lines.
  */
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectKillLoopAccounting, expectLatencyBounds, expectSigstopBounds, killLoopFigures, latencyFigures, sigstopFigures } from '../helpers/node-fault-bounds.ts';
 import { killLoopUnderLoad, latencyUnderLoad, sigstopUnderLoad, startRig, stopRig, type Rig } from '../helpers/node-faults.ts';
 
@@ -36,6 +37,13 @@ describe('faults with real processes (fast variants)', () => {
     const r = await sigstopUnderLoad(rig, { victim: 'us-east-1', keys: ['sh:stop', 'op:stop', 'cl:stop', 'plain:stop'], stopMs: 5000, paceMs: 100 });
     sigstopFigures('SIGSTOP 5 s', r, L);
     expectSigstopBounds(r, L, rig.fleet.nodes.length);
+  }, 90_000);
+
+  it('SIGSTOP of a limiter node for 3 s with its clients\' requests waiting at it: it decides them after SIGCONT and every mode\'s bound still holds; counts exact after', async () => {
+    const r = await sigstopUnderLoad(rig, { victim: 'eu-west-1', keys: ['sh:stay', 'op:stay', 'cl:stay', 'plain:stay'], stopMs: 3000, paceMs: 400, concurrency: 4, clientsStay: true });
+    sigstopFigures('SIGSTOP 3 s, clients waiting', r, L);
+    expectSigstopBounds(r, L, rig.fleet.nodes.length);
+    expect(r.queuedAtVictim.admitted + r.queuedAtVictim.denied).toBeGreaterThan(0);
   }, 90_000);
 
   it('kill -9 of limiter nodes twice under load, each restarted on its data directory: the converged count is every admitted request, and of those killed in flight only the decided ones', async () => {
