@@ -209,9 +209,9 @@ export interface SigstopResult {
 
 /**
  * Load on every node and key, `concurrency` request loops (default 1) per node and key, each
- * waiting `paceMs` between its requests; once the victim has
- * admitted some of it, its clients stop sending (as a load balancer takes a dead backend out)
- * and it is frozen for `stopMs` while the others keep the load; SIGCONT, the load stops.
+ * waiting `paceMs` between its requests; once the victim has admitted some of it, its clients
+ * stop sending (as a load balancer takes a dead backend out) and it is frozen for `stopMs`
+ * while the others keep the load; SIGCONT, the load stops.
  * With `clientsStay`, the victim's clients keep their requests in flight while it is frozen
  * (each loop waits for its answer; keep `stopMs` below the client's 5 s time-out): the frozen
  * node decides them after SIGCONT, before or while it merges what it missed.
