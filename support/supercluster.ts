@@ -170,8 +170,9 @@ export async function startSupercluster(opts: SuperclusterOptions = {}): Promise
     const addresses: Record<string, RegionAddress> = Object.fromEntries(names.map((name) => [name, { ports: regionPorts.get(name)!, host: '127.0.0.1' }]));
     const proxyOf = new Map<string, TcpProxy>();
     if (opts.gatewayProxies) {
-      for (const name of names) {
-        const proxy = await startTcpProxy({ target: { port: regionPorts.get(name)!.gatewayPort }, label: gatewayPeer });
+      for (const [i, name] of names.entries()) {
+        // Each proxy its own jitter draws (see TcpProxy.delay), repeatable from run to run.
+        const proxy = await startTcpProxy({ target: { port: regionPorts.get(name)!.gatewayPort }, label: gatewayPeer, seed: i + 1 });
         proxies.push(proxy);
         proxyOf.set(name, proxy);
         addresses[name]!.gatewayUrl = `nats://${proxy.address}`;

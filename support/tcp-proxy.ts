@@ -3,7 +3,10 @@
  * machines and `tc netem` is unavailable). Modes, switchable at any time:
  *
  * - `pass`: forward both directions.
- * - `delay`: forward both directions, each chunk held `ms` milliseconds (order kept).
+ * - `delay`: forward both directions, each chunk held `ms` milliseconds, or with `jitterMs` a
+ *   time drawn uniformly from `ms ± jitterMs` (a seeded PRNG, `seed`). A TCP stream is never
+ *   reordered: a chunk is released no earlier than the one before it in the same direction, so
+ *   a short draw behind a long one waits for it (head-of-line blocking, as on a real link).
  * - `blackhole`: accept connections and read from them, forward nothing (a silent partition:
  *   peers only notice through their own timeouts). Leaving blackhole destroys the connections
  *   that lost bytes, as their byte streams are corrupt; new connections then pass.
@@ -12,8 +15,9 @@
  * A mode can also be set per connection label (see `label`), e.g. to cut one client only.
  */
 import net from 'node:net';
+import { mulberry32 } from './random.ts';
 
-export type ProxyMode = { kind: 'pass' } | { kind: 'delay'; ms: number } | { kind: 'blackhole' } | { kind: 'reset' };
+export type ProxyMode = { kind: 'pass' } | { kind: 'delay'; ms: number; jitterMs?: number } | { kind: 'blackhole' } | { kind: 'reset' };
 
 export interface TcpProxyOptions {
   /** Where connections are forwarded. */
@@ -30,6 +34,8 @@ export interface TcpProxyOptions {
    * its CONNECT line, so one proxy can cut one peer only.
    */
   label?: (head: Buffer) => string | null | undefined;
+  /** Seed of the PRNG that draws jittered delays (default 1): a run's draws are repeatable. */
+  seed?: number;
 }
 
 export interface TcpProxy {
@@ -45,7 +51,8 @@ export interface TcpProxy {
   /** Labelled connections follow the default mode again. */
   clearLabel(label: string): void;
   pass(): void;
-  delay(ms: number): void;
+  /** Every chunk held `ms` (± `jitterMs`, uniform) milliseconds. */
+  delay(ms: number, jitterMs?: number): void;
   blackhole(): void;
   reset(): void;
   /** Stops listening and destroys every connection. */
@@ -64,6 +71,7 @@ class Pipe {
   ) {}
 
   push(chunk: Buffer, delayMs: number): void {
+    // One FIFO queue per direction with monotonic release times: bytes leave in the order they came.
     const at = Math.max(Date.now() + delayMs, this.lastAt);
     this.lastAt = at;
     this.queue.push({ at, chunk });
@@ -120,6 +128,8 @@ export async function startTcpProxy(opts: TcpProxyOptions): Promise<TcpProxy> {
   const targetHost = opts.target.host ?? '127.0.0.1';
   const listenHost = opts.host ?? '127.0.0.1';
   let mode: ProxyMode = opts.mode ?? { kind: 'pass' };
+  const random = mulberry32(opts.seed ?? 1);
+  const delayOf = (m: { ms: number; jitterMs?: number }) => (m.jitterMs ? Math.max(0, m.ms + (2 * random() - 1) * m.jitterMs) : m.ms);
   const labelModes = new Map<string, ProxyMode>();
   const conns = new Set<Conn>();
   const modeOf = (c: Conn): ProxyMode => (c.label ? labelModes.get(c.label) : undefined) ?? mode;
@@ -148,7 +158,7 @@ export async function startTcpProxy(opts: TcpProxyOptions): Promise<TcpProxy> {
       case 'pass':
         return pipe.push(chunk, 0);
       case 'delay':
-        return pipe.push(chunk, m.ms);
+        return pipe.push(chunk, delayOf(m));
       case 'blackhole':
         c.lost = true;
         return;
@@ -232,7 +242,7 @@ export async function startTcpProxy(opts: TcpProxyOptions): Promise<TcpProxy> {
       for (const [c, prev] of before) if (conns.has(c)) applyTransition(c, prev, modeOf(c));
     },
     pass: () => setMode({ kind: 'pass' }),
-    delay: (ms: number) => setMode({ kind: 'delay', ms }),
+    delay: (ms: number, jitterMs?: number) => setMode(jitterMs ? { kind: 'delay', ms, jitterMs } : { kind: 'delay', ms }),
     blackhole: () => setMode({ kind: 'blackhole' }),
     reset: () => setMode({ kind: 'reset' }),
     close: () =>

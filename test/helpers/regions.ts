@@ -77,6 +77,16 @@ export class LimiterNode {
     await this.proc?.kill9();
   }
 
+  /** Freezes the process (SIGSTOP): it answers nothing, ships nothing, until `sigcont`. */
+  sigstop(): void {
+    if (!this.running) throw new Error(`${this.id} is not running`);
+    this.proc!.proc.kill('SIGSTOP');
+  }
+
+  sigcont(): void {
+    this.proc?.proc.kill('SIGCONT');
+  }
+
   async stop(): Promise<number | null | undefined> {
     return this.proc?.stop();
   }
@@ -408,15 +418,19 @@ export const ONE_NODE_PER_REGION: readonly NodeSpec[] = REGIONS.map((region) => 
 
 /**
  * Rules of the degradation-mode tests: `sh:*` (share, the default), `op:*` (open) and `cl:*`
- * (closed), each `limit` per hour in a fixed window, and an unlimited catch-all.
+ * (closed), `ns:*` (share, without near-limit sharing), each `limit` per hour (a fixed window
+ * unless `algorithm` says otherwise: a sliding window of an hour keeps every admission of a
+ * test inside it, where a fixed one resets on the hour), and an unlimited catch-all.
  */
-export function modeRules(limit: number): string {
+export function modeRules(limit: number, algorithm: 'fixed-window' | 'sliding-window' = 'fixed-window'): string {
+  const limits = `limits: [{ limit: ${limit}, window: 1h, algorithm: ${algorithm} }]`;
   return [
     'version: 1',
     'rules:',
-    `  - { id: shared, key: "sh:*", limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
-    `  - { id: open, key: "op:*", degraded: open, limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
-    `  - { id: closed, key: "cl:*", degraded: closed, limits: [{ limit: ${limit}, window: 1h, algorithm: fixed-window }] }`,
+    `  - { id: shared, key: "sh:*", ${limits} }`,
+    `  - { id: open, key: "op:*", degraded: open, ${limits} }`,
+    `  - { id: closed, key: "cl:*", degraded: closed, ${limits} }`,
+    `  - { id: nosharing, key: "ns:*", nearLimitSharing: false, ${limits} }`,
     '  - { id: other, key: "*", limits: [{ limit: 1000000000, window: 1h }] }',
     '',
   ].join('\n');

@@ -35,6 +35,7 @@ import {
   type Outcome,
   type StatusBody,
 } from '../helpers/regions.ts';
+import { committedOwn } from '../helpers/node-faults.ts';
 import { aggregateStreamName, regionStreamName } from '../../src/replication/subjects.ts';
 
 /** Limit of `burst:*` keys; every other key has a limit high enough never to deny. */
@@ -269,16 +270,7 @@ describe('replication across three regions (shared supercluster)', () => {
     const victimAdmitted = load.admitted((o) => o.node === victim.id);
     const victimFailed = load.outcomes.filter((o) => o.node === victim.id && o.status === 0).length;
     // What the victim committed for this key, read from its data directory while it is down.
-    const db = new Database(join(victim.dataDir, 'limiter.db'));
-    let committed: number;
-    try {
-      committed = db
-        .prepare(`SELECT coalesce(sum(c.p - c.n), 0) FROM cells c JOIN nodes n ON n.id = c.node JOIN scopes s ON s.id = c.scope WHERE c.key = ? AND n.name = ? AND s.name LIKE 'count|%'`)
-        .pluck()
-        .get(key, victim.id) as number;
-    } finally {
-      db.close();
-    }
+    const committed = committedOwn(victim, key, 'count');
     const othersAtKill = load.admitted();
     await waitFor('the others to admit 100 more while the victim is down', () => load.admitted() >= othersAtKill + 100, { timeoutMs: 30_000 });
     await victim.start(); // same node id, arguments and data directory

@@ -142,6 +142,51 @@ describe('tcp-proxy', () => {
     }
   });
 
+  it('jitter: each chunk is held ms ± jitter (round trips spread over that range) and a direction\'s bytes are never reordered', async () => {
+    const MS = 100;
+    const JITTER = 50;
+    const proxy = await startTcpProxy({ target: { port: echoPort }, seed: 7 });
+    try {
+      proxy.delay(MS, JITTER);
+      expect(proxy.mode).toEqual({ kind: 'delay', ms: MS, jitterMs: JITTER });
+      const a = await open(proxy.port);
+      // Sequential round trips: each crosses the proxy twice, so it takes 2 draws from [50, 150] ms.
+      const rtts: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const t0 = performance.now();
+        expect(await roundTrip(a, `p${i}`, 5000)).toBe(`p${i}`);
+        rtts.push(performance.now() - t0);
+      }
+      figure('tcp-proxy jitter 100 ± 50 ms: round trips (ms)', rtts.map((r) => r.toFixed(0)).join(', '));
+      // Timers never fire early (1 ms of rounding allowed); late is only bounded loosely (a busy machine).
+      for (const r of rtts) {
+        expect(r).toBeGreaterThanOrEqual(2 * (MS - JITTER) - 2);
+        expect(r).toBeLessThanOrEqual(2 * (MS + JITTER) + 500);
+      }
+      expect(Math.max(...rtts) - Math.min(...rtts)).toBeGreaterThanOrEqual(30); // not a fixed delay
+
+      // Many chunks written back to back, each drawing its own delay: the bytes come back in order.
+      const b = await open(proxy.port);
+      const parts = Array.from({ length: 200 }, (_, i) => `m${i};`);
+      const want = parts.join('');
+      let got = '';
+      const done = new Promise<void>((resolve) =>
+        b.on('data', (chunk: Buffer) => {
+          got += chunk.toString();
+          if (got.length >= want.length) resolve();
+        }),
+      );
+      for (const p of parts) {
+        b.write(p);
+        await new Promise<void>((r) => setImmediate(r)); // separate chunks, not one coalesced write
+      }
+      await done;
+      expect(got).toBe(want);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('applies a mode to the connections of one label only (e.g. one gateway peer)', async () => {
     const label = (head: Buffer) => {
       const eol = head.indexOf('\n');
