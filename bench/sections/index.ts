@@ -10,5 +10,6 @@ import { httpSection } from './http.ts';
 import { memorySection } from './memory.ts';
 import { replicationSection } from './replication.ts';
 import { restartSection } from './restart.ts';
+import { rulesSection } from './rules.ts';
 
-export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection, clientSection];
+export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection, clientSection, rulesSection];

@@ -7,31 +7,21 @@
  * The engine does no I/O: adapters drain its changes (persistence, replication), feed it
  * remote deltas and restored rows, and call `sweep` on a timer. Time is a parameter.
  */
-import {
-  LimitMath,
-  NodeTable,
-  SlotWindowStore,
-  geometryOf,
-  type DrainResult,
-  type ScopeId,
-  type SlotEntry,
-} from '../../crdt/index.ts';
+import { NodeTable, type DrainResult, type ScopeId, type SlotEntry, type SlotWindowStore } from '../../crdt/index.ts';
+import { compileRule, type CompiledLimit, type CompiledRule } from './compile.ts';
 import { degradedDenial, type Degradation } from './degradation.ts';
-import { formatDuration } from './duration.ts';
+import { RuleMatcher } from './matcher.ts';
 import { Signal } from './signal.ts';
 import type {
   CheckRequest,
   Decision,
-  KeyMatch,
   Limiter,
-  LimitSpec,
   PolicyInfo,
   AdmissionRecord,
   RefundRequest,
   RefundResult,
   ResetResult,
   RulesConfig,
-  DegradedMode,
 } from './types.ts';
 
 export interface EngineOptions {
@@ -44,33 +34,6 @@ export interface EngineOptions {
   random?: () => number;
   /** How many slots ahead of the local clock a remote cell may be before it is held back. Default 1. */
   maxFutureSlots?: number;
-}
-
-/** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
-export interface CompiledLimit {
-  readonly ruleId: string;
-  readonly spec: LimitSpec;
-  readonly scope: ScopeId;
-  readonly store: SlotWindowStore;
-  readonly math: LimitMath;
-  readonly policy: PolicyInfo;
-  /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
-  readonly mode: DegradedMode;
-}
-
-interface CompiledRule {
-  readonly id: string;
-  readonly match: KeyMatch;
-  readonly meta: readonly (readonly [string, readonly string[]])[];
-  readonly priority: number;
-  readonly limits: readonly CompiledLimit[];
-  readonly policies: readonly PolicyInfo[];
-  /** Position in the rules file (ties in priority keep file order). */
-  readonly order: number;
-  /** Most live keys per limit of this rule (RuleSpec.maxKeys); Infinity when uncapped. */
-  readonly maxKeys: number;
-  /** Longest window of the rule's limits (ms): how long an admission stays refundable. */
-  readonly longestWindowMs: number;
 }
 
 export interface EngineStats {
@@ -141,19 +104,19 @@ function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): Re
   return null;
 }
 
-/** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
-export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
-  const g = geometryOf({ ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow });
-  const alg = spec.algorithm === 'sliding-window' ? 'sw' : spec.algorithm === 'fixed-window' ? 'fw' : 'tb';
-  return `${ruleId}|${alg}|${spec.windowMs}|${g.slotMs}`;
-}
+export { scopeIdOf, type CompiledLimit, type CompiledRule } from './compile.ts';
+
+/** Rules compiled and indexed per slice of an asynchronous rules change, between yields to the event loop. */
+const COMPILE_SLICE = 100;
 
 export class Engine implements Limiter {
   readonly nodeId: string;
   readonly nodes: NodeTable;
-  private rules: readonly CompiledRule[] = [];
-  private readonly rulesById = new Map<string, CompiledRule>();
-  private readonly scopes = new Map<ScopeId, CompiledLimit>();
+  private matcher!: RuleMatcher;
+  private rulesById = new Map<string, CompiledRule>();
+  private scopes = new Map<ScopeId, CompiledLimit>();
+  /** Counts rules changes asked for: an asynchronous compile overtaken by a later one is dropped. */
+  private rulesTicket = 0;
   private config!: RulesConfig;
   private readonly maxKeys: number;
   private readonly random: () => number;
@@ -200,68 +163,54 @@ export class Engine implements Limiter {
    * keep their counters; a changed `limit` value applies at once to the existing counts.
    */
   setRules(config: RulesConfig): void {
+    this.rulesTicket++;
     const next = new Map<ScopeId, CompiledLimit>();
+    const existing = (scope: ScopeId) => this.scopes.get(scope);
+    const compiled = config.rules.map((r, order) => compileRule(r, order, config.slotsPerWindow, this.nodes, existing, next));
+    this.install(config, compiled, next, RuleMatcher.of(compiled, config.tiers));
+  }
+
+  /**
+   * `setRules` that does not hold the event loop: the rules are compiled in slices with a
+   * yield between them (checks go on with the rules in force meanwhile), then swapped in at
+   * once. The last call made wins: a compile overtaken by a later setRules or setRulesAsync
+   * is dropped (it resolves without installing).
+   */
+  async setRulesAsync(config: RulesConfig): Promise<void> {
+    const ticket = ++this.rulesTicket;
+    const next = new Map<ScopeId, CompiledLimit>();
+    const existing = (scope: ScopeId) => this.scopes.get(scope);
     const compiled: CompiledRule[] = [];
-    config.rules.forEach((r, order) => {
-      const limits = r.limits.map((spec, i) => {
-        const scope = scopeIdOf(r.id, spec, config.slotsPerWindow);
-        const existing = this.scopes.get(scope) ?? next.get(scope);
-        const params = { ...spec, slotsPerWindow: spec.slotsPerWindow ?? config.slotsPerWindow };
-        const math = new LimitMath(params);
-        const store = existing?.store ?? new SlotWindowStore(scope, geometryOf(params), this.nodes);
-        const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
-        const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share' };
-        next.set(scope, cl);
-        return cl;
-      });
-      const match: KeyMatch =
-        r.key === '*' ? { kind: 'any' } : r.key.endsWith('*') ? { kind: 'prefix', value: r.key.slice(0, -1) } : { kind: 'exact', value: r.key };
-      compiled.push({
-        id: r.id,
-        match,
-        meta: Object.entries(r.metadata),
-        priority: r.priority,
-        limits,
-        policies: limits.map((l) => l.policy),
-        order,
-        maxKeys: r.maxKeys ?? Infinity,
-        longestWindowMs: Math.max(...r.limits.map((l) => l.windowMs)),
-      });
-    });
-    // Highest priority first; ties keep file order.
-    compiled.sort((a, b) => b.priority - a.priority || a.order - b.order);
+    const rules = config.rules;
+    const matcher = new RuleMatcher(config.tiers, rules.length);
+    for (let i = 0; i < rules.length; i++) {
+      const r = compileRule(rules[i], i, config.slotsPerWindow, this.nodes, existing, next);
+      compiled.push(r);
+      matcher.add(r);
+      if (i % COMPILE_SLICE === COMPILE_SLICE - 1) {
+        await yieldToLoop();
+        if (ticket !== this.rulesTicket) return;
+      }
+    }
+    matcher.seal();
+    this.install(config, compiled, next, matcher);
+  }
+
+  /** Swap compiled rules in (synchronous: no check sees half of a change). */
+  private install(config: RulesConfig, compiled: CompiledRule[], next: Map<ScopeId, CompiledLimit>, matcher: RuleMatcher): void {
     // Scopes that disappeared release their keys.
     for (const [scope, cl] of this.scopes) if (!next.has(scope)) this.liveKeys -= cl.store.size;
-    this.scopes.clear();
-    for (const [k, v] of next) this.scopes.set(k, v);
-    this.rules = compiled;
-    this.rulesById.clear();
-    for (const r of compiled) this.rulesById.set(r.id, r);
+    this.scopes = next;
+    this.matcher = matcher;
+    const byId = new Map<string, CompiledRule>();
+    for (const r of compiled) byId.set(r.id, r);
+    this.rulesById = byId;
     this.config = config;
   }
 
   /** The rule that applies to a request, or undefined. Highest priority match wins. */
   matchRule(key: string, metadata?: Readonly<Record<string, string>>): CompiledRule | undefined {
-    const rules = this.rules;
-    outer: for (let i = 0; i < rules.length; i++) {
-      const r = rules[i];
-      const m = r.match;
-      if (m.kind === 'exact') {
-        if (key !== m.value) continue;
-      } else if (m.kind === 'prefix') {
-        if (!key.startsWith(m.value)) continue;
-      }
-      const meta = r.meta;
-      for (let j = 0; j < meta.length; j++) {
-        const v = metadata === undefined ? undefined : metadata[meta[j][0]];
-        if (v === undefined) continue outer;
-        const allowed = meta[j][1];
-        if (allowed.length === 1 ? allowed[0] !== v : !allowed.includes(v)) continue outer;
-      }
-      return r;
-    }
-    return undefined;
+    return this.matcher.match(key, metadata);
   }
 
   decide(req: CheckRequest, now: number): Decision {
@@ -786,6 +735,11 @@ function pickWeighted(scopes: readonly CompiledLimit[], random: () => number): C
     if (r < 0) return s;
   }
   return scopes[scopes.length - 1];
+}
+
+/** Let the event loop run (timers, I/O) before going on. */
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export function createEngine(opts: EngineOptions): Engine {

@@ -2,7 +2,8 @@
  * Rules: parsing and validation of the rules file (JSON or YAML), then deep-frozen.
  *
  * Validation collects every problem (schema errors and semantic checks) with its code, file
- * and JSON path, and throws one ConfigError listing them all.
+ * and JSON path, and throws one ConfigError listing them all. It runs rule by rule, so that
+ * `validateRulesAsync` can yield to the event loop between slices of a large document.
  */
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -17,64 +18,69 @@ export const MAX_LIMIT = 2 ** 31 - 1;
 
 const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
 
-/** JSON schema of the rules document (validated before any semantic checks). */
-export const RULES_SCHEMA = {
+/** JSON schema of one rule (validated before its semantic checks). */
+export const RULE_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['rules'],
+  required: ['id', 'key', 'limits'],
   properties: {
-    version: { const: 1 },
-    slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
-    rules: {
+    id: { type: 'string', pattern: ID_PATTERN },
+    key: { type: 'string', minLength: 1, maxLength: 512 },
+    description: { type: 'string', maxLength: 1000 },
+    priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
+    maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+    degraded: { enum: ['share', 'open', 'closed'] },
+    metadata: {
+      type: 'object',
+      maxProperties: 16,
+      propertyNames: { minLength: 1, maxLength: 64 },
+      additionalProperties: {
+        anyOf: [
+          { type: 'string', maxLength: 256 },
+          { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', maxLength: 256 } },
+        ],
+      },
+    },
+    limits: {
       type: 'array',
-      maxItems: 10_000,
+      minItems: 1,
+      maxItems: 16,
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'key', 'limits'],
+        required: ['limit', 'window'],
         properties: {
-          id: { type: 'string', pattern: ID_PATTERN },
-          key: { type: 'string', minLength: 1, maxLength: 512 },
-          description: { type: 'string', maxLength: 1000 },
-          priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
-          maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
-          degraded: { enum: ['share', 'open', 'closed'] },
-          metadata: {
-            type: 'object',
-            maxProperties: 16,
-            propertyNames: { minLength: 1, maxLength: 64 },
-            additionalProperties: {
-              anyOf: [
-                { type: 'string', maxLength: 256 },
-                { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', maxLength: 256 } },
-              ],
-            },
-          },
-          limits: {
-            type: 'array',
-            minItems: 1,
-            maxItems: 16,
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['limit', 'window'],
-              properties: {
-                limit: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
-                window: { type: ['string', 'integer'] },
-                algorithm: { enum: [...ALGORITHMS] },
-                burst: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
-                slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
-              },
-            },
-          },
+          limit: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
+          window: { type: ['string', 'integer'] },
+          algorithm: { enum: [...ALGORITHMS] },
+          burst: { type: 'integer', minimum: 1, maximum: MAX_LIMIT },
+          slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
         },
       },
     },
   },
 } as const;
 
+const DOCUMENT_PROPERTIES = {
+  version: { const: 1 },
+  slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
+} as const;
+
+/** JSON schema of the rules document. */
+export const RULES_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: { ...DOCUMENT_PROPERTIES, rules: { type: 'array', maxItems: 10_000, items: RULE_SCHEMA } },
+} as const;
+
+/** Rules validated per slice by validateRulesAsync, between yields to the event loop. */
+const VALIDATE_SLICE = 100;
+
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
-const validateSchema = ajv.compile(RULES_SCHEMA);
+/** The document without its rules' contents, then each rule on its own (same checks as RULES_SCHEMA). */
+const validateDocument = ajv.compile({ ...RULES_SCHEMA, properties: { ...DOCUMENT_PROPERTIES, rules: { type: 'array', maxItems: 10_000 } } });
+const validateRule = ajv.compile(RULE_SCHEMA);
 
 /** Read and parse a rules file. Throws ConfigError listing every problem. */
 export function loadRulesFile(path: string): RulesConfig {
@@ -100,33 +106,59 @@ export function parseRules(text: string, file = '<inline>'): RulesConfig {
 
 /** Validate a parsed rules document. Throws ConfigError listing every problem. */
 export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
+  const steps = validation(doc, file);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/**
+ * `validateRules` that does not hold the event loop: the rules are checked in slices with a
+ * yield between them. Rejects with the same ConfigError.
+ */
+export async function validateRulesAsync(doc: unknown, file = '<inline>'): Promise<RulesConfig> {
+  const steps = validation(doc, file);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+type RawLimit = { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number };
+type RawRule = {
+  id: string;
+  key: string;
+  description?: string;
+  priority?: number;
+  maxKeys?: number;
+  degraded?: 'share' | 'open' | 'closed';
+  metadata?: Record<string, string | string[]>;
+  limits: RawLimit[];
+};
+
+/** The validation, as steps: it yields after each slice of rules and returns the frozen config. */
+function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
   const problems: ConfigProblem[] = [];
   // Schema problems do not stop the semantic checks below (every problem is listed at once);
   // those checks skip values whose type the schema has already refused.
-  const schemaOk = validateSchema(doc);
-  if (!schemaOk) {
-    for (const err of validateSchema.errors ?? []) problems.push(schemaProblem(err, file));
+  if (!validateDocument(doc)) {
+    for (const err of validateDocument.errors ?? []) problems.push(schemaProblem(err, file, ''));
     if (!isRecord(doc) || !Array.isArray(doc.rules)) throw new ConfigError(dedupe(problems));
   }
-  const d = doc as {
-    slotsPerWindow?: number;
-    rules: {
-      id: string;
-      key: string;
-      description?: string;
-      priority?: number;
-      maxKeys?: number;
-      degraded?: 'share' | 'open' | 'closed';
-      metadata?: Record<string, string | string[]>;
-      limits: { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number }[];
-    }[];
-  };
-  const slotsPerWindow = d.slotsPerWindow ?? DEFAULT_SLOTS_PER_WINDOW;
+  const d = doc as { slotsPerWindow?: number; rules: unknown[] };
+  const slotsPerWindow = typeof d.slotsPerWindow === 'number' ? d.slotsPerWindow : DEFAULT_SLOTS_PER_WINDOW;
   const seen = new Map<string, number>();
   const rules: RuleSpec[] = [];
-  d.rules.forEach((r, ri) => {
-    if (!schemaOk && (!isRecord(r) || typeof r.id !== 'string' || typeof r.key !== 'string' || !Array.isArray(r.limits))) return;
+  for (let ri = 0; ri < d.rules.length; ri++) {
+    if (ri % VALIDATE_SLICE === VALIDATE_SLICE - 1) yield;
+    const raw = d.rules[ri];
     const at = `/rules/${ri}`;
+    const schemaOk = validateRule(raw);
+    if (!schemaOk) for (const err of validateRule.errors ?? []) problems.push(schemaProblem(err, file, at));
+    if (!schemaOk && (!isRecord(raw) || typeof raw.id !== 'string' || typeof raw.key !== 'string' || !Array.isArray(raw.limits))) continue;
+    const r = raw as RawRule;
     const prev = seen.get(r.id);
     if (prev !== undefined) {
       problems.push({ code: 'RULE_DUPLICATE_ID', file, path: `${at}/id`, message: `rule id "${r.id}" is already used by /rules/${prev}` });
@@ -170,13 +202,18 @@ export function validateRules(doc: unknown, file = '<inline>'): RulesConfig {
     if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
     if (r.degraded !== undefined) rule.degraded = r.degraded;
     rules.push(rule);
-  });
+  }
   if (problems.length > 0) throw new ConfigError(dedupe(problems));
-  return deepFreeze({ version: 1, slotsPerWindow, rules });
+  for (let i = 0; i < rules.length; i++) {
+    if (i % (4 * VALIDATE_SLICE) === 4 * VALIDATE_SLICE - 1) yield;
+    deepFreeze(rules[i]);
+  }
+  return Object.freeze({ version: 1, slotsPerWindow, rules: Object.freeze(rules) });
 }
 
-function schemaProblem(err: ErrorObject, file: string): ConfigProblem {
-  const path = err.instancePath || '';
+/** A schema error as a problem; `at` is the JSON path of the value validated (a rule's, or the document's ''). */
+function schemaProblem(err: ErrorObject, file: string, at: string): ConfigProblem {
+  const path = at + (err.instancePath || '');
   if (err.keyword === 'additionalProperties') {
     const extra = (err.params as { additionalProperty: string }).additionalProperty;
     return { code: 'RULE_INVALID', file, path: `${path}/${extra}`, message: `unknown field "${extra}"` };

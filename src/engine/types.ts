@@ -100,6 +100,26 @@ export interface RuleSpec {
   maxKeys?: number;
   /** What the rule does while peers cannot be seen (default `share`): src/engine/degradation.ts. */
   degraded?: DegradedMode;
+  /** The rule it refines (hierarchy): unset fields are inherited from it, already resolved here. */
+  parent?: string;
+  /** The tier a request must be in for this rule to apply (see RulesConfig.tiers). */
+  tier?: string;
+  /** Its level in the hierarchy: `default` (no parent), `tier` (has a tier), `override` (one exact key under a parent). */
+  level?: RuleLevel;
+}
+
+/** Where a rule sits in the hierarchy: global defaults → tiers → individual overrides. */
+export type RuleLevel = 'default' | 'tier' | 'override';
+
+/** How a request's tier is found: the key mapping first, then a metadata entry, then the default. */
+export interface TiersSpec {
+  names: readonly string[];
+  /** Metadata entry naming the tier (e.g. "tier"). */
+  metadata?: string;
+  /** Exact keys mapped to a tier (wins over the metadata). */
+  keys: Readonly<Record<string, string>>;
+  /** The tier of a request neither the mapping nor the metadata names. */
+  default?: string;
 }
 
 /** A rule's degradation mode: src/engine/degradation.ts. */
@@ -109,6 +129,8 @@ export interface RulesConfig {
   version: 1;
   slotsPerWindow: number;
   rules: readonly RuleSpec[];
+  /** Tiers (hierarchy); absent when the document declares none. */
+  tiers?: TiersSpec;
 }
 
 /** A policy as advertised in the RateLimit-Policy header. */

@@ -1,0 +1,103 @@
+/**
+ * Rule compilation: a validated RuleSpec becomes a CompiledRule (its key pattern, metadata
+ * constraints, rank and one CompiledLimit per limit, each with its counter scope and store).
+ * Scopes that already exist keep their store, so counts survive a rules change.
+ */
+import { LimitMath, SlotWindowStore, geometryOf, type NodeTable, type ScopeId } from '../../crdt/index.ts';
+import { formatDuration } from './duration.ts';
+import type { DegradedMode, KeyMatch, LimitSpec, PolicyInfo, RuleLevel, RuleSpec } from './types.ts';
+
+/** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
+export interface CompiledLimit {
+  readonly ruleId: string;
+  readonly spec: LimitSpec;
+  readonly scope: ScopeId;
+  readonly store: SlotWindowStore;
+  readonly math: LimitMath;
+  readonly policy: PolicyInfo;
+  /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
+  readonly mode: DegradedMode;
+}
+
+export interface CompiledRule {
+  readonly id: string;
+  readonly match: KeyMatch;
+  readonly meta: readonly (readonly [string, readonly string[]])[];
+  /** The tier a request must be in (null: any tier). */
+  readonly tier: string | null;
+  readonly priority: number;
+  readonly level: RuleLevel;
+  readonly limits: readonly CompiledLimit[];
+  readonly policies: readonly PolicyInfo[];
+  /** Position in the rules file (ties in priority and level keep file order). */
+  readonly order: number;
+  /**
+   * Matching order as one number, lower first: highest priority, then the most specific level
+   * (override, tier, default), then file order. Comparable across index buckets without a sort.
+   */
+  readonly rank: number;
+  /** Most live keys per limit of this rule (RuleSpec.maxKeys); Infinity when uncapped. */
+  readonly maxKeys: number;
+  /** Longest window of the rule's limits (ms): how long an admission stays refundable. */
+  readonly longestWindowMs: number;
+}
+
+const LEVEL_RANK: Readonly<Record<RuleLevel, number>> = { override: 0, tier: 1, default: 2 };
+/** Orders fit in 2^24 (the schema allows 10 000 rules); priorities are within ±10^6. */
+const ORDER_SPAN = 2 ** 24;
+
+export function rankOf(priority: number, level: RuleLevel, order: number): number {
+  return ((1_000_000 - priority) * 3 + LEVEL_RANK[level]) * ORDER_SPAN + order;
+}
+
+/** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
+export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
+  const g = geometryOf({ ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow });
+  const alg = spec.algorithm === 'sliding-window' ? 'sw' : spec.algorithm === 'fixed-window' ? 'fw' : 'tb';
+  return `${ruleId}|${alg}|${spec.windowMs}|${g.slotMs}`;
+}
+
+export function keyMatchOf(key: string): KeyMatch {
+  return key === '*' ? { kind: 'any' } : key.endsWith('*') ? { kind: 'prefix', value: key.slice(0, -1) } : { kind: 'exact', value: key };
+}
+
+/**
+ * Compile one rule. `existing` finds a scope's compiled limit in the rules in force (its store
+ * is kept); `next` collects the scopes of the rules being compiled.
+ */
+export function compileRule(
+  r: RuleSpec,
+  order: number,
+  slotsPerWindow: number,
+  nodes: NodeTable,
+  existing: (scope: ScopeId) => CompiledLimit | undefined,
+  next: Map<ScopeId, CompiledLimit>,
+): CompiledRule {
+  const limits = r.limits.map((spec, i) => {
+    const scope = scopeIdOf(r.id, spec, slotsPerWindow);
+    const prev = existing(scope) ?? next.get(scope);
+    const params = { ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow };
+    const math = new LimitMath(params);
+    const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes);
+    const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
+    const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
+    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share' };
+    next.set(scope, cl);
+    return cl;
+  });
+  const level = r.level ?? 'default';
+  return {
+    id: r.id,
+    match: keyMatchOf(r.key),
+    meta: Object.entries(r.metadata),
+    tier: r.tier ?? null,
+    priority: r.priority,
+    level,
+    limits,
+    policies: limits.map((l) => l.policy),
+    order,
+    rank: rankOf(r.priority, level, order),
+    maxKeys: r.maxKeys ?? Infinity,
+    longestWindowMs: Math.max(...r.limits.map((l) => l.windowMs)),
+  };
+}
