@@ -429,6 +429,7 @@ export function buildHttp(parts: NodeParts): FastifyInstance {
     readiness: () => parts.readiness(),
     commit: () => parts.commit(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
+    explain: (key, metadata) => engine.explain(key, metadata),
     status: () => parts.status(),
     instrument: (a) => parts.metrics?.instrument(a),
     extraRoutes: (a, { statusGuard, limits }) => {

@@ -17,10 +17,14 @@ export interface CompiledLimit {
   readonly policy: PolicyInfo;
   /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
   readonly mode: DegradedMode;
+  /** The rule's level in the hierarchy (reported in its Decisions). */
+  readonly level: RuleLevel;
 }
 
 export interface CompiledRule {
   readonly id: string;
+  /** The rule as validated (inheritance resolved). */
+  readonly spec: RuleSpec;
   readonly match: KeyMatch;
   readonly meta: readonly (readonly [string, readonly string[]])[];
   /** The tier a request must be in (null: any tier). */
@@ -73,6 +77,7 @@ export function compileRule(
   existing: (scope: ScopeId) => CompiledLimit | undefined,
   next: Map<ScopeId, CompiledLimit>,
 ): CompiledRule {
+  const level = r.level ?? 'default';
   const limits = r.limits.map((spec, i) => {
     const scope = scopeIdOf(r.id, spec, slotsPerWindow);
     const prev = existing(scope) ?? next.get(scope);
@@ -81,13 +86,13 @@ export function compileRule(
     const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes);
     const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
     const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share' };
+    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share', level };
     next.set(scope, cl);
     return cl;
   });
-  const level = r.level ?? 'default';
   return {
     id: r.id,
+    spec: r,
     match: keyMatchOf(r.key),
     meta: Object.entries(r.metadata),
     tier: r.tier ?? null,

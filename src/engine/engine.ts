@@ -10,6 +10,7 @@
 import { NodeTable, type DrainResult, type ScopeId, type SlotEntry, type SlotWindowStore } from '../../crdt/index.ts';
 import { compileRule, type CompiledLimit, type CompiledRule } from './compile.ts';
 import { degradedDenial, type Degradation } from './degradation.ts';
+import { explain, type Explanation } from './explain.ts';
 import { RuleMatcher } from './matcher.ts';
 import { Signal } from './signal.ts';
 import type {
@@ -213,6 +214,11 @@ export class Engine implements Limiter {
     return this.matcher.match(key, metadata);
   }
 
+  /** Which rule a request gets, at which level, and where each effective setting came from. */
+  explain(key: string, metadata?: Readonly<Record<string, string>>): Explanation {
+    return explain(this.matcher.match(key, metadata), this.rulesById, this.config.tiers, key, metadata);
+  }
+
   decide(req: CheckRequest, now: number): Decision {
     const cost = req.cost ?? 1;
     const rule = this.matchRule(req.key, req.metadata);
@@ -254,6 +260,7 @@ export class Engine implements Limiter {
       retryAfterMs: lim.spec.windowMs,
       ruleId,
       policy: lim.policy.name,
+      level: lim.level,
       code: 'RULE_KEY_CAP',
     };
   }
@@ -288,6 +295,7 @@ export class Engine implements Limiter {
         retryAfterMs: 0,
         ruleId,
         policy: lim.policy.name,
+      level: lim.level,
       };
     }
     return this.denied(ruleId, lim, e, usage, cost, now);
@@ -315,6 +323,7 @@ export class Engine implements Limiter {
       retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
       ruleId,
       policy: lim.policy.name,
+      level: lim.level,
     };
   }
 
@@ -379,6 +388,7 @@ export class Engine implements Limiter {
       retryAfterMs: 0,
       ruleId: rule.id,
       policy: lim.policy.name,
+      level: lim.level,
     };
   }
 

@@ -39,6 +39,10 @@ export const ERROR_CODES = {
   RULE_DUPLICATE_ID: 'Two rules have the same id.',
   RULE_INVALID_WINDOW: 'A window is not a duration like "500ms", "1s", "10m", "1h", "1d".',
   RULE_INVALID: 'A rule does not match the rules schema.',
+  RULE_INVALID_PATTERN: 'A key pattern is malformed ("*" only at the end or alone), or a child rule\'s key is outside its parent\'s pattern.',
+  RULE_UNKNOWN_PARENT: 'A rule names a parent that is not a rule of the document.',
+  RULE_UNKNOWN_TIER: 'A rule, the key-to-tier mapping or the default tier names a tier the document does not declare.',
+  RULE_CYCLE: 'The parents of a rule loop back to it.',
   // Replication and codec
   CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',

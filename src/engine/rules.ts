@@ -11,7 +11,8 @@ import { parse as parseYaml } from 'yaml';
 import { ALGORITHMS } from '../../crdt/index.ts';
 import { parseDuration } from './duration.ts';
 import { ConfigError, type ConfigProblem } from './errors.ts';
-import type { Algorithm, LimitSpec, RuleSpec, RulesConfig } from './types.ts';
+import { resolveHierarchy, tiersOf, type PartialRule } from './hierarchy.ts';
+import type { Algorithm, LimitSpec, RulesConfig } from './types.ts';
 
 export const DEFAULT_SLOTS_PER_WINDOW = 10;
 export const MAX_LIMIT = 2 ** 31 - 1;
@@ -22,9 +23,12 @@ const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
 export const RULE_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'key', 'limits'],
+  // key and limits are required of a rule without a parent (checked with the hierarchy).
+  required: ['id'],
   properties: {
     id: { type: 'string', pattern: ID_PATTERN },
+    parent: { type: 'string', pattern: ID_PATTERN },
+    tier: { type: 'string', pattern: ID_PATTERN },
     key: { type: 'string', minLength: 1, maxLength: 512 },
     description: { type: 'string', maxLength: 1000 },
     priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
@@ -64,6 +68,17 @@ export const RULE_SCHEMA = {
 const DOCUMENT_PROPERTIES = {
   version: { const: 1 },
   slotsPerWindow: { type: 'integer', minimum: 1, maximum: 1000 },
+  tiers: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['names'],
+    properties: {
+      names: { type: 'array', minItems: 1, maxItems: 64, uniqueItems: true, items: { type: 'string', pattern: ID_PATTERN } },
+      metadata: { type: 'string', minLength: 1, maxLength: 64 },
+      keys: { type: 'object', maxProperties: 100_000, propertyNames: { minLength: 1, maxLength: 512 }, additionalProperties: { type: 'string' } },
+      default: { type: 'string' },
+    },
+  },
 } as const;
 
 /** JSON schema of the rules document. */
@@ -129,13 +144,15 @@ export async function validateRulesAsync(doc: unknown, file = '<inline>'): Promi
 type RawLimit = { limit: number; window: string | number; algorithm?: Algorithm; burst?: number; slotsPerWindow?: number };
 type RawRule = {
   id: string;
-  key: string;
+  key?: string;
+  parent?: string;
+  tier?: string;
   description?: string;
   priority?: number;
   maxKeys?: number;
   degraded?: 'share' | 'open' | 'closed';
   metadata?: Record<string, string | string[]>;
-  limits: RawLimit[];
+  limits?: RawLimit[];
 };
 
 /** The validation, as steps: it yields after each slice of rules and returns the frozen config. */
@@ -147,29 +164,32 @@ function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
     for (const err of validateDocument.errors ?? []) problems.push(schemaProblem(err, file, ''));
     if (!isRecord(doc) || !Array.isArray(doc.rules)) throw new ConfigError(dedupe(problems));
   }
-  const d = doc as { slotsPerWindow?: number; rules: unknown[] };
+  const d = doc as { slotsPerWindow?: number; rules: unknown[]; tiers?: unknown };
   const slotsPerWindow = typeof d.slotsPerWindow === 'number' ? d.slotsPerWindow : DEFAULT_SLOTS_PER_WINDOW;
+  const tiers = tiersOf(d.tiers, file, problems);
   const seen = new Map<string, number>();
-  const rules: RuleSpec[] = [];
+  const rules: PartialRule[] = [];
   for (let ri = 0; ri < d.rules.length; ri++) {
     if (ri % VALIDATE_SLICE === VALIDATE_SLICE - 1) yield;
     const raw = d.rules[ri];
     const at = `/rules/${ri}`;
     const schemaOk = validateRule(raw);
     if (!schemaOk) for (const err of validateRule.errors ?? []) problems.push(schemaProblem(err, file, at));
-    if (!schemaOk && (!isRecord(raw) || typeof raw.id !== 'string' || typeof raw.key !== 'string' || !Array.isArray(raw.limits))) continue;
+    if (!schemaOk && (!isRecord(raw) || typeof raw.id !== 'string' || (raw.key !== undefined && typeof raw.key !== 'string') || (raw.limits !== undefined && !Array.isArray(raw.limits)))) continue;
     const r = raw as RawRule;
     const prev = seen.get(r.id);
     if (prev !== undefined) {
       problems.push({ code: 'RULE_DUPLICATE_ID', file, path: `${at}/id`, message: `rule id "${r.id}" is already used by /rules/${prev}` });
     } else seen.set(r.id, ri);
-    const star = r.key.indexOf('*');
-    if (star !== -1 && star !== r.key.length - 1) {
-      problems.push({ code: 'RULE_INVALID', file, path: `${at}/key`, message: `"*" may only end a key pattern ("prefix*") or stand alone ("*"): "${r.key}"` });
+    if (r.key !== undefined) {
+      const star = r.key.indexOf('*');
+      if (star !== -1 && star !== r.key.length - 1) {
+        problems.push({ code: 'RULE_INVALID_PATTERN', file, path: `${at}/key`, message: `"*" may only end a key pattern ("prefix*") or stand alone ("*"): "${r.key}"` });
+      }
     }
     const limits: LimitSpec[] = [];
     const geometryKeys = new Set<string>();
-    r.limits.forEach((l, li) => {
+    (r.limits ?? []).forEach((l, li) => {
       if (!schemaOk && (!isRecord(l) || (typeof l.window !== 'string' && !Number.isInteger(l.window)))) return;
       const lat = `${at}/limits/${li}`;
       const windowMs = parseDuration(l.window);
@@ -195,20 +215,32 @@ function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
       if (l.slotsPerWindow !== undefined) spec.slotsPerWindow = l.slotsPerWindow;
       limits.push(spec);
     });
-    const metadata: Record<string, readonly string[]> = {};
-    for (const [k, v] of Object.entries(r.metadata ?? {})) metadata[k] = Array.isArray(v) ? [...v] : [v];
-    const rule: RuleSpec = { id: r.id, key: r.key, metadata, priority: r.priority ?? 0, limits };
+    let metadata: Record<string, readonly string[]> | undefined;
+    if (r.metadata !== undefined) {
+      metadata = {};
+      for (const [k, v] of Object.entries(r.metadata)) metadata[k] = Array.isArray(v) ? [...v] : [v];
+    }
+    const rule: PartialRule = { id: r.id, at };
+    if (r.key !== undefined) rule.key = r.key;
+    if (r.limits !== undefined) rule.limits = limits;
+    if (metadata !== undefined) rule.metadata = metadata;
+    if (r.priority !== undefined) rule.priority = r.priority;
+    if (r.parent !== undefined) rule.parent = r.parent;
+    if (r.tier !== undefined) rule.tier = r.tier;
     if (r.description !== undefined) rule.description = r.description;
     if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
     if (r.degraded !== undefined) rule.degraded = r.degraded;
     rules.push(rule);
   }
+  const resolved = resolveHierarchy(rules, tiers, file, problems);
   if (problems.length > 0) throw new ConfigError(dedupe(problems));
-  for (let i = 0; i < rules.length; i++) {
+  for (let i = 0; i < resolved.length; i++) {
     if (i % (4 * VALIDATE_SLICE) === 4 * VALIDATE_SLICE - 1) yield;
-    deepFreeze(rules[i]);
+    deepFreeze(resolved[i]);
   }
-  return Object.freeze({ version: 1, slotsPerWindow, rules: Object.freeze(rules) });
+  const config: RulesConfig = { version: 1, slotsPerWindow, rules: Object.freeze(resolved) };
+  if (tiers !== undefined) config.tiers = deepFreeze(tiers);
+  return Object.freeze(config);
 }
 
 /** A schema error as a problem; `at` is the JSON path of the value validated (a rule's, or the document's ''). */

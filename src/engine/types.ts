@@ -39,6 +39,8 @@ export interface Decision {
   ruleId: string | null;
   /** Name of the binding policy (`<ruleId>/<index>`), or null when no rule matched. */
   policy: string | null;
+  /** Level in the rules hierarchy of the rule that decided (absent when no rule matched). */
+  level?: RuleLevel;
   /**
    * Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys);
    * `DEGRADED_SHARE` (peers unseen: this node used its share of the limit); `DEGRADED_CLOSED`
@@ -106,6 +108,8 @@ export interface RuleSpec {
   tier?: string;
   /** Its level in the hierarchy: `default` (no parent), `tier` (has a tier), `override` (one exact key under a parent). */
   level?: RuleLevel;
+  /** Fields inherited through `parent`, each with the id of the rule that wrote it. */
+  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded', string>>>;
 }
 
 /** Where a rule sits in the hierarchy: global defaults → tiers → individual overrides. */

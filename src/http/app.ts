@@ -10,6 +10,7 @@
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
  *                                                             (no key: keyed by the client IP)
  *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
+ *   GET  /v1/rules/explain?key=&m.<name>=  (admin token)  -> 200 Explanation (src/http/explain-routes.ts)
  *   GET  /healthz, GET /readyz (always open)
  *
  * An allowed check that counted answers an `admissionId` (src/engine/admissions.ts) that a
@@ -23,7 +24,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, StorageError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { Explanation } from '../engine/explain.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
+import { registerExplainRoute } from './explain-routes.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
@@ -99,6 +102,8 @@ export interface BuildAppOptions {
    * Read-only usage of a key (GET /v1/usage): counts nothing. Absent: the route is not served.
    */
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
+  /** What GET /v1/rules/explain answers (admin token). Absent: the route is not served. */
+  explain?: (key: string, metadata: Readonly<Record<string, string>> | undefined) => Explanation;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
   /** Called on the new instance before any route is declared (metrics: per-route hooks). */
@@ -352,6 +357,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       return { key: q.key, ruleId: r.ruleId, limits: r.limits.map((l) => ({ policy: l.policy, usage: round2(l.usage), limit: l.capacity })) };
     });
   }
+
+  if (opts.explain !== undefined) registerExplainRoute(app, { explain: opts.explain, limits, adminGuard: { onRequest: admin.hook } });
 
   if (opts.status !== undefined) {
     const status = opts.status;

@@ -98,6 +98,7 @@ export const decisionSchema = Type.Object({
   retryAfterMs: Type.Number(),
   ruleId: NullableString,
   policy: NullableString,
+  level: Type.Optional(Type.String()),
   code: Type.Optional(Type.String()),
   admissionId: Type.Optional(Type.String()),
 });
