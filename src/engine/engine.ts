@@ -17,6 +17,7 @@ import type {
   CheckRequest,
   Decision,
   Limiter,
+  MultiDecision,
   PolicyInfo,
   AdmissionRecord,
   RefundRequest,
@@ -251,6 +252,16 @@ export class Engine implements Limiter {
 
   private keyCapDenied(ruleId: string, lim: CompiledLimit): Decision {
     this.counters.ruleKeyCapDenials++;
+    return this.keyCapDecision(ruleId, lim);
+  }
+
+  /** A multi-dimension check denied: its non-usage denials are counted like single ones. */
+  private countDenial(d: Decision): void {
+    if (d.code === 'RULE_KEY_CAP') this.counters.ruleKeyCapDenials++;
+    else this.countDegraded(d);
+  }
+
+  private keyCapDecision(ruleId: string, lim: CompiledLimit): Decision {
     return {
       allowed: false,
       limit: lim.math.capacity,
@@ -322,6 +333,110 @@ export class Engine implements Limiter {
       // A cost above capacity can never be admitted; tell the client to wait a whole window.
       retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
       ruleId,
+      policy: lim.policy.name,
+      level: lim.level,
+    };
+  }
+
+  /**
+   * Several dimensions of one request (e.g. per IP, per user, per resource), all of which must
+   * pass: each is decided first without counting (a rule and key named twice is decided for the
+   * sum of their costs), then, only if every one passes, each is counted. Synchronous, so no
+   * other check runs in between: a denied dimension consumes nothing in the others.
+   */
+  decideAll(reqs: readonly CheckRequest[], now: number): MultiDecision {
+    const n = reqs.length;
+    const decisions = new Array<Decision>(n);
+    const pending = n > 1 ? new Map<string, number>() : undefined;
+    let denied = -1;
+    let deniedRetry = -1;
+    for (let i = 0; i < n; i++) {
+      const req = reqs[i];
+      const rule = this.matchRule(req.key, req.metadata);
+      if (rule === undefined) {
+        decisions[i] = NO_RULE;
+        continue;
+      }
+      let cost = req.cost ?? 1;
+      if (pending !== undefined) {
+        const k = `${rule.id}\n${req.key}`;
+        cost += pending.get(k) ?? 0;
+        pending.set(k, cost);
+      }
+      const d = this.peek(rule, req.key, cost, now);
+      decisions[i] = d;
+      if (!d.allowed && d.retryAfterMs > deniedRetry) {
+        denied = i;
+        deniedRetry = d.retryAfterMs;
+      }
+    }
+    if (denied >= 0) {
+      for (const d of decisions) if (d.code === 'DEGRADED_CLOSED' || d.code === 'DEGRADED_SHARE' || d.code === 'RULE_KEY_CAP') this.countDenial(d);
+      return { allowed: false, decisions, binding: denied };
+    }
+    let binding = 0;
+    for (let i = 0; i < n; i++) {
+      const d = (decisions[i] = this.decide(reqs[i], now));
+      const b = decisions[binding];
+      if (d.ruleId !== null && (b.ruleId === null || d.remaining < b.remaining || (d.remaining === b.remaining && d.remaining / d.limit < b.remaining / b.limit))) binding = i;
+    }
+    return { allowed: true, decisions, binding };
+  }
+
+  /** The decision `cost` more on `key` would get under `rule`, counting nothing. */
+  private peek(rule: CompiledRule, key: string, cost: number, now: number): Decision {
+    const limits = rule.limits;
+    const n = limits.length;
+    const entries = new Array<number>(n);
+    const usages = new Array<number>(n);
+    let denyIdx = -1;
+    let denyRetry = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const { store, math } = limits[i];
+      const e = store.find(key);
+      let usage = 0;
+      if (e >= 0) {
+        store.advance(e, Math.floor(now / math.slotMs));
+        usage = math.usage(store, e, now);
+      }
+      entries[i] = e;
+      usages[i] = usage;
+      if (usage + cost > math.capacity) {
+        const r = e < 0 ? limits[i].spec.windowMs : math.retryAfterMs(store, e, now, cost);
+        const rr = r < 0 ? limits[i].spec.windowMs : r;
+        if (rr > denyRetry) {
+          denyRetry = rr;
+          denyIdx = i;
+        }
+      }
+    }
+    if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
+    if (this.degradation !== null) {
+      for (let i = 0; i < n; i++) {
+        const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
+        if (d !== null) return d;
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDecision(rule.id, limits[i]);
+    }
+    let bind = 0;
+    let bindRemaining = Infinity;
+    for (let i = 0; i < n; i++) {
+      const rem = limits[i].math.capacity - usages[i] - cost;
+      if (rem < bindRemaining) {
+        bindRemaining = rem;
+        bind = i;
+      }
+    }
+    const lim = limits[bind];
+    return {
+      allowed: true,
+      limit: lim.math.capacity,
+      remaining: Math.floor(bindRemaining),
+      resetMs: entries[bind] < 0 ? lim.spec.windowMs : Math.ceil(lim.math.resetMs(lim.store, entries[bind], now)),
+      retryAfterMs: 0,
+      ruleId: rule.id,
       policy: lim.policy.name,
       level: lim.level,
     };

@@ -51,6 +51,18 @@ export interface Decision {
   admissionId?: string;
 }
 
+/**
+ * The answer to several checks decided together (one per dimension: per IP, per user, per
+ * resource…): all must pass. Either every dimension was counted, or none was.
+ */
+export interface MultiDecision {
+  allowed: boolean;
+  /** Per dimension, in request order: its decision (when denied, what it would have been; nothing counted). */
+  decisions: Decision[];
+  /** The dimension that decides: the one that denied (the longest wait), else the most restrictive (least remaining). */
+  binding: number;
+}
+
 export interface RefundResult {
   ruleId: string | null;
   /** Cost actually refunded (never more than was admitted in the live window). */
@@ -161,6 +173,8 @@ export interface Limiter {
   /** This node's id: admission ids name it. */
   readonly nodeId: string;
   decide(req: CheckRequest, now: number): Decision;
+  /** Several checks that must all pass: decided together, then all counted or none (optional for a Limiter). */
+  decideAll?(reqs: readonly CheckRequest[], now: number): MultiDecision;
   /** Give back exactly one remembered admission (this node's own count, never more than it). */
   refundAdmission(a: AdmissionRecord, now: number): RefundResult;
   /** Give back this node's own count of a key in its live windows (admin reset). */

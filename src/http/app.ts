@@ -4,6 +4,8 @@
  *
  * Routes
  *   POST /v1/check        {key, metadata?, cost?, requestId?}  -> 200 allowed | 429 denied, Decision
+ *                         {checks: [{key, metadata?, cost?, name?}, ...]}  -> 200 | 429, all must pass:
+ *                         the deciding dimension's Decision + {dimension, dimensions} (none counted when denied)
  *   POST /v1/check/batch  {checks: [{key, metadata?, cost?, requestId?}, ...]}  -> 200 {results: Decision[]}
  *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
  *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
@@ -37,8 +39,8 @@ import {
   DEFAULT_LIMITS,
   batchBodySchema,
   batchResultSchema,
-  checkBodySchema,
   checkKey,
+  checkRouteBodySchema,
   checkMetadataBytes,
   decisionSchema,
   errorBodySchema,
@@ -46,6 +48,7 @@ import {
   readySchema,
   type BatchBody,
   type CheckBody,
+  type CheckRouteBody,
   type InputLimits,
   type InputProblem,
 } from './schemas.ts';
@@ -291,14 +294,46 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
 
+  /** Several dimensions that must all pass: decided together, counted all or none. */
+  const checkDimensions = (body: CheckRouteBody, req: FastifyRequest, reply: FastifyReply) => {
+    const checks = body.checks!;
+    for (const field of ['key', 'metadata', 'cost', 'requestId'] as const) {
+      if (body[field] !== undefined) throw inputError('INVALID_BODY', `give either "key" (one check) or "checks" (several dimensions), not both: "${field}" belongs in each check`, `/${field}`);
+    }
+    for (let i = 0; i < checks.length; i++) {
+      const c = checks[i];
+      const p = checkKey(c.key, limits, `/checks/${i}/key`) ?? (c.metadata !== undefined ? checkMetadataBytes(c.metadata, limits, `/checks/${i}/metadata`) : null);
+      if (p !== null) refuse(p);
+    }
+    if (limiter.decideAll === undefined) throw inputError('INVALID_BODY', 'this limiter does not decide several dimensions in one check', '/checks');
+    const t = now();
+    const reqs: CheckRequest[] = checks.map((c) => ({ key: c.key, metadata: c.metadata, cost: c.cost }));
+    const m = limiter.decideAll(reqs, t);
+    const decided = m.decisions.map((d, i) => (m.allowed ? admitted(d, reqs[i], t) : d));
+    const dimensions = decided.map((d, i) => (checks[i].name === undefined ? { key: checks[i].key, ...d } : { key: checks[i].key, name: checks[i].name, ...d }));
+    const name = checks[m.binding].name;
+    const answer: Record<string, unknown> = { ...decided[m.binding], dimension: m.binding };
+    if (name !== undefined) answer.dimensionName = name;
+    answer.dimensions = dimensions;
+    report(m.decisions[m.binding], ROUTE_CHECK, req);
+    const h = headers.headersFor(m.decisions[m.binding]);
+    if (h !== null) reply.headers(h);
+    reply.code(m.allowed ? 200 : 429);
+    reply.serializer(JSON.stringify);
+    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null);
+    return afterCommit(reply, counted, () => reply.send(answer));
+  };
+
   app.post(
     '/v1/check',
-    { ...apiGuard, schema: { body: checkBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
+    { ...apiGuard, schema: { body: checkRouteBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
     (req, reply) => {
-      const body = req.body as CheckBody;
+      const body = req.body as CheckRouteBody;
+      if (body.checks !== undefined) return checkDimensions(body, req, reply);
+      if (body.key === undefined) throw inputError('KEY_MISSING', 'key is required (or checks, for several dimensions)', '/key');
       const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
       if (p !== null) refuse(p);
-      const { d, counted } = decideBody(body, now());
+      const { d, counted } = decideBody(body as CheckBody, now());
       report(d, ROUTE_CHECK, req);
       return sendDecision(reply, d, 429, counted);
     },

@@ -63,6 +63,39 @@ export function checkBodySchema(l: InputLimits) {
   );
 }
 
+/** Most dimensions in one POST /v1/check. */
+export const MAX_DIMENSIONS = 16;
+
+/** One dimension of a multi-dimension check: a key (with its metadata), its cost, an optional name for the answer. */
+export function dimensionSchema(l: InputLimits) {
+  return Type.Object(
+    {
+      key: keySchema(l),
+      metadata: Type.Optional(metadataSchema(l)),
+      cost: Type.Optional(costSchema(l)),
+      name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    },
+    { additionalProperties: false },
+  );
+}
+
+/**
+ * POST /v1/check: one check (`key`, …) or several dimensions that must all pass (`checks`).
+ * Exactly one of `key` and `checks` (checked by the handler: a schema cannot say it simply).
+ */
+export function checkRouteBodySchema(l: InputLimits) {
+  return Type.Object(
+    {
+      key: Type.Optional(keySchema(l)),
+      metadata: Type.Optional(metadataSchema(l)),
+      cost: Type.Optional(costSchema(l)),
+      requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      checks: Type.Optional(Type.Array(dimensionSchema(l), { minItems: 1, maxItems: MAX_DIMENSIONS })),
+    },
+    { additionalProperties: false },
+  );
+}
+
 /** A refund names the admission it gives back (src/engine/admissions.ts). */
 export function refundBodySchema() {
   return Type.Object({ admissionId: Type.String({ minLength: 1, maxLength: 160 }) }, { additionalProperties: false });
@@ -83,6 +116,8 @@ export function batchBodySchema(l: InputLimits) {
 }
 
 export type CheckBody = Static<ReturnType<typeof checkBodySchema>>;
+export type CheckRouteBody = Static<ReturnType<typeof checkRouteBodySchema>>;
+export type DimensionBody = Static<ReturnType<typeof dimensionSchema>>;
 export type RefundBody = Static<ReturnType<typeof refundBodySchema>>;
 export type ResetBody = Static<ReturnType<typeof resetBodySchema>>;
 export type BatchBody = Static<ReturnType<typeof batchBodySchema>>;

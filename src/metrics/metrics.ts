@@ -15,7 +15,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FastifyInstance, onRequestHookHandler, onResponseHookHandler } from 'fastify';
 import type { EngineStats } from '../engine/engine.ts';
-import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { CheckRequest, Decision, Limiter, MultiDecision } from '../engine/types.ts';
 import type { CodecErrorCode } from '../../crdt/index.ts';
 import type { ReplicationErrorCode } from '../replication/errors.ts';
 import type { Replicator } from '../replication/replicator.ts';
@@ -232,6 +232,22 @@ export class NodeMetrics {
         c[d.allowed ? 0 : 1]++;
         return d;
       },
+      ...(inner.decideAll !== undefined
+        ? {
+            decideAll(reqs: readonly CheckRequest[], at: number): MultiDecision {
+              const t0 = performance.now();
+              const m = inner.decideAll!(reqs, at);
+              hist.observe((performance.now() - t0) / 1000);
+              // Allowed: every dimension was counted; denied: only the denying one decided.
+              for (const d of m.allowed ? m.decisions : [m.decisions[m.binding]]) {
+                let c = checks.get(d.ruleId);
+                if (c === undefined) checks.set(d.ruleId, (c = [0, 0]));
+                c[d.allowed ? 0 : 1]++;
+              }
+              return m;
+            },
+          }
+        : {}),
       refundAdmission: (a, at) => inner.refundAdmission(a, at),
       resetOwn: (req, at) => inner.resetOwn(req, at),
       admissionTtlMs: (ruleId) => inner.admissionTtlMs(ruleId),
