@@ -136,7 +136,7 @@ class EmbeddedLimiter implements Limiter {
 
   private decide(req: CheckRequest, t: number): Decision {
     const d = this.parts.limiter.decide(req, t);
-    return this.refunds && d.allowed && d.ruleId !== null ? new AdmittedDecision(d, this, req, t) : d;
+    return this.refunds && d.allowed && d.ruleId !== null && d.bypassed !== true ? new AdmittedDecision(d, this, req, t) : d;
   }
 
   /** The admission id of an allowed check, issued when first read (AdmittedDecision). */
@@ -172,7 +172,7 @@ class EmbeddedLimiter implements Limiter {
     const t = this.parts.now();
     const m = this.parts.engine.decideAll(reqs, t);
     if (!m.allowed) return m;
-    const decisions = m.decisions.map((d, i) => (this.refunds && d.ruleId !== null ? new AdmittedDecision(d, this, reqs[i], t) : d));
+    const decisions = m.decisions.map((d, i) => (this.refunds && d.ruleId !== null && d.bypassed !== true ? new AdmittedDecision(d, this, reqs[i], t) : d));
     if (decisions.some((d) => d.ruleId !== null)) await this.parts.commit();
     return { allowed: true, decisions, binding: m.binding };
   }

@@ -5,7 +5,7 @@
  */
 import { LimitMath, SlotWindowStore, geometryOf, type NodeTable, type ScopeId } from '../../crdt/index.ts';
 import { formatDuration } from './duration.ts';
-import type { DegradedMode, KeyMatch, LimitSpec, PolicyInfo, RuleLevel, RuleSpec } from './types.ts';
+import { PRIORITIES, type DegradedMode, type KeyMatch, type LimitSpec, type PolicyInfo, type RuleLevel, type RuleSpec } from './types.ts';
 
 /** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
 export interface CompiledLimit {
@@ -44,6 +44,12 @@ export interface CompiledRule {
   readonly maxKeys: number;
   /** Longest window of the rule's limits (ms): how long an admission stays refundable. */
   readonly longestWindowMs: number;
+  /**
+   * Priority handling, or null when the rule has none (the fast path): requests below
+   * `reserveFrom` (a PRIORITIES index) may use only `1 − reserveShare` of each limit; priorities
+   * in `bypass` (by index) are let through uncounted.
+   */
+  readonly priorities: { readonly reserveShare: number; readonly reserveFrom: number; readonly bypass: readonly boolean[] } | null;
 }
 
 const LEVEL_RANK: Readonly<Record<RuleLevel, number>> = { override: 0, tier: 1, default: 2 };
@@ -103,6 +109,14 @@ export function compileRule(
     order,
     rank: rankOf(r.priority, level, order),
     maxKeys: r.maxKeys ?? Infinity,
+    priorities:
+      r.reserve === undefined && r.bypass === undefined
+        ? null
+        : {
+            reserveShare: r.reserve?.share ?? 0,
+            reserveFrom: r.reserve === undefined ? 0 : PRIORITIES.indexOf(r.reserve.for),
+            bypass: PRIORITIES.map((p) => r.bypass?.includes(p) === true),
+          },
     longestWindowMs: Math.max(...r.limits.map((l) => l.windowMs)),
   };
 }

@@ -13,6 +13,7 @@ import { degradedDenial, type Degradation } from './degradation.ts';
 import { explain, type Explanation } from './explain.ts';
 import { RuleMatcher } from './matcher.ts';
 import { Signal } from './signal.ts';
+import { PRIORITIES } from './types.ts';
 import type {
   CheckRequest,
   Decision,
@@ -47,6 +48,10 @@ export interface EngineStats {
   /** Checks denied by a rule in `share` mode (this node's share used) or `closed` mode while degraded. */
   degradedShareDenials: number;
   degradedClosedDenials: number;
+  /** Checks denied by a rule's priority reserve (their priority is below it). */
+  priorityReservedDenials: number;
+  /** Checks a rule let through uncounted because of their priority (`bypass`). */
+  priorityBypasses: number;
   /** Keys dropped because every slot had expired. */
   idleEvictions: number;
   /** Remote cells for scopes this node does not know (e.g. during a rules rollout). */
@@ -108,6 +113,8 @@ function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): Re
 
 export { scopeIdOf, type CompiledLimit, type CompiledRule } from './compile.ts';
 
+const PRIORITY_INDEX: Readonly<Record<string, number>> = Object.fromEntries(PRIORITIES.map((p, i) => [p, i]));
+
 /** Rules compiled and indexed per slice of an asynchronous rules change, between yields to the event loop. */
 const COMPILE_SLICE = 100;
 
@@ -138,6 +145,10 @@ export class Engine implements Limiter {
     ruleKeyCapDenials: 0,
     degradedShareDenials: 0,
     degradedClosedDenials: 0,
+    /** Checks denied because only a rule's reserve was left and their priority is below it. */
+    priorityReservedDenials: 0,
+    /** Checks a rule let through uncounted because of their priority. */
+    priorityBypasses: 0,
     idleEvictions: 0,
     unknownScopeCells: 0,
     futureCellsHeld: 0,
@@ -224,6 +235,10 @@ export class Engine implements Limiter {
     const cost = req.cost ?? 1;
     const rule = this.matchRule(req.key, req.metadata);
     if (rule === undefined) return NO_RULE;
+    if (rule.priorities !== null) {
+      const d = this.priorityGate(rule, req, cost, now, true);
+      if (d !== null) return d;
+    }
     const limits = rule.limits;
     if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now, rule.maxKeys);
     return this.decideMany(rule, req.key, cost, now);
@@ -258,7 +273,51 @@ export class Engine implements Limiter {
   /** A multi-dimension check denied: its non-usage denials are counted like single ones. */
   private countDenial(d: Decision): void {
     if (d.code === 'RULE_KEY_CAP') this.counters.ruleKeyCapDenials++;
+    else if (d.code === 'PRIORITY_RESERVED') this.counters.priorityReservedDenials++;
     else this.countDegraded(d);
+  }
+
+  /**
+   * What a request's priority decides before the limits (rules with `reserve` or `bypass`
+   * only): a bypass (allowed, counted nowhere), a denial because only the reserve is left and
+   * the priority is below it, or null (decide as usual). `count`: add it to the counters.
+   */
+  private priorityGate(rule: CompiledRule, req: CheckRequest, cost: number, now: number, count: boolean): Decision | null {
+    const pr = rule.priorities!;
+    const p = PRIORITY_INDEX[req.priority ?? 'normal'] ?? 1;
+    if (pr.bypass[p]) {
+      if (count) this.counters.priorityBypasses++;
+      const seen = this.peek(rule, req.key, 0, now);
+      return { allowed: true, limit: seen.limit, remaining: seen.remaining, resetMs: seen.resetMs, retryAfterMs: 0, ruleId: rule.id, policy: seen.policy, level: seen.level, bypassed: true };
+    }
+    if (p >= pr.reserveFrom || pr.reserveShare === 0) return null;
+    for (const lim of rule.limits) {
+      const { store, math } = lim;
+      const cap = math.capacity;
+      const open = Math.floor(cap * (1 - pr.reserveShare));
+      const e = store.find(req.key);
+      let usage = 0;
+      if (e >= 0) {
+        store.advance(e, Math.floor(now / math.slotMs));
+        usage = math.usage(store, e, now);
+      }
+      if (usage + cost <= open) continue;
+      if (count) this.counters.priorityReservedDenials++;
+      // Wait until the usage leaves room for the cost below the reserve.
+      const retry = e < 0 || cost > open ? -1 : math.retryAfterMs(store, e, now, cost + cap - open);
+      return {
+        allowed: false,
+        limit: cap,
+        remaining: Math.max(0, Math.floor(open - usage)),
+        resetMs: e < 0 ? 0 : Math.ceil(math.resetMs(store, e, now)),
+        retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
+        ruleId: rule.id,
+        policy: lim.policy.name,
+        level: lim.level,
+        code: 'PRIORITY_RESERVED',
+      };
+    }
+    return null;
   }
 
   private keyCapDecision(ruleId: string, lim: CompiledLimit): Decision {
@@ -363,7 +422,7 @@ export class Engine implements Limiter {
         cost += pending.get(k) ?? 0;
         pending.set(k, cost);
       }
-      const d = this.peek(rule, req.key, cost, now);
+      const d = (rule.priorities !== null ? this.priorityGate(rule, req, cost, now, false) : null) ?? this.peek(rule, req.key, cost, now);
       decisions[i] = d;
       if (!d.allowed && d.retryAfterMs > deniedRetry) {
         denied = i;
@@ -371,7 +430,7 @@ export class Engine implements Limiter {
       }
     }
     if (denied >= 0) {
-      for (const d of decisions) if (d.code === 'DEGRADED_CLOSED' || d.code === 'DEGRADED_SHARE' || d.code === 'RULE_KEY_CAP') this.countDenial(d);
+      for (const d of decisions) if (d.code !== undefined) this.countDenial(d);
       return { allowed: false, decisions, binding: denied };
     }
     let binding = 0;
@@ -780,6 +839,8 @@ export class Engine implements Limiter {
       ruleKeyCapDenials: this.counters.ruleKeyCapDenials,
       degradedShareDenials: this.counters.degradedShareDenials,
       degradedClosedDenials: this.counters.degradedClosedDenials,
+      priorityReservedDenials: this.counters.priorityReservedDenials,
+      priorityBypasses: this.counters.priorityBypasses,
       idleEvictions: this.counters.idleEvictions,
       unknownScopeCells: this.counters.unknownScopeCells,
       futureCellsHeld: this.future.length,

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   ADMISSION_EXPIRED: "The admission's window has passed; there is nothing left to refund.",
   ADMISSION_ALREADY_REFUNDED: 'The admission was already refunded.',
   ADMISSION_OTHER_NODE: 'The admission was made on another node; refund it there.',
+  PRIORITY_RESERVED: "Only the rule's reserve is left, kept for higher-priority checks: this check's priority is below it.",
   RULE_KEY_CAP: "The rule holds its maximum number of keys (maxKeys): a new key is denied until some expire.",
   DEGRADED_SHARE: 'Peers cannot be seen and the rule is in share mode: this node has admitted its share of the limit.',
   DEGRADED_CLOSED: 'Peers cannot be seen and the rule is in closed mode: its checks are denied until they are back.',

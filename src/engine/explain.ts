@@ -63,6 +63,8 @@ export function explain(
     priority: spec.priority,
     maxKeys: spec.maxKeys,
     degraded: spec.degraded ?? 'share',
+    reserve: spec.reserve,
+    bypass: spec.bypass,
   };
   for (const field of INHERITED_FIELDS) {
     if (field === 'limits') continue;

@@ -16,7 +16,7 @@
  * a child key its parent's pattern does not cover, a rule without key or limits and no parent.
  */
 import type { ConfigProblem } from './errors.ts';
-import type { DegradedMode, LimitSpec, RuleLevel, RuleSpec, TiersSpec } from './types.ts';
+import type { DegradedMode, LimitSpec, Priority, RuleLevel, RuleSpec, TiersSpec } from './types.ts';
 
 /** A rule as written (validated field by field), before inheritance. */
 export interface PartialRule {
@@ -32,10 +32,12 @@ export interface PartialRule {
   description?: string;
   maxKeys?: number;
   degraded?: DegradedMode;
+  reserve?: { share: number; for: Priority };
+  bypass?: Priority[];
 }
 
 /** Fields a child inherits from its parent (RuleSpec.inherited names where each came from). */
-export const INHERITED_FIELDS = ['key', 'metadata', 'tier', 'limits', 'priority', 'maxKeys', 'degraded'] as const;
+export const INHERITED_FIELDS = ['key', 'metadata', 'tier', 'limits', 'priority', 'maxKeys', 'degraded', 'reserve', 'bypass'] as const;
 export type InheritedField = (typeof INHERITED_FIELDS)[number];
 
 /** The `tiers` section (already schema-checked when an object), with its tier names checked. */
@@ -135,6 +137,10 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
     if (maxKeys !== undefined) spec.maxKeys = maxKeys;
     const degraded = pick('degraded', r.degraded, base?.degraded);
     if (degraded !== undefined) spec.degraded = degraded;
+    const reserve = pick('reserve', r.reserve, base?.reserve);
+    if (reserve !== undefined) spec.reserve = reserve;
+    const bypass = pick('bypass', r.bypass, base?.bypass);
+    if (bypass !== undefined) spec.bypass = bypass;
     if (r.description !== undefined) spec.description = r.description;
     if (r.parent !== undefined) spec.parent = r.parent;
     const level = levelOf(r.parent !== undefined, key, tier);

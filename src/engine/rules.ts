@@ -12,7 +12,7 @@ import { ALGORITHMS } from '../../crdt/index.ts';
 import { parseDuration } from './duration.ts';
 import { ConfigError, type ConfigProblem } from './errors.ts';
 import { resolveHierarchy, tiersOf, type PartialRule } from './hierarchy.ts';
-import type { Algorithm, LimitSpec, RulesConfig } from './types.ts';
+import { PRIORITIES, type Algorithm, type LimitSpec, type Priority, type RulesConfig } from './types.ts';
 
 export const DEFAULT_SLOTS_PER_WINDOW = 10;
 export const MAX_LIMIT = 2 ** 31 - 1;
@@ -34,6 +34,13 @@ export const RULE_SCHEMA = {
     priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
     maxKeys: { type: 'integer', minimum: 1, maximum: 100_000_000 },
     degraded: { enum: ['share', 'open', 'closed'] },
+    reserve: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['share', 'for'],
+      properties: { share: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, for: { enum: [...PRIORITIES] } },
+    },
+    bypass: { anyOf: [{ enum: [...PRIORITIES] }, { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...PRIORITIES] } }] },
     metadata: {
       type: 'object',
       maxProperties: 16,
@@ -151,6 +158,8 @@ type RawRule = {
   priority?: number;
   maxKeys?: number;
   degraded?: 'share' | 'open' | 'closed';
+  reserve?: { share: number; for: Priority };
+  bypass?: Priority | Priority[];
   metadata?: Record<string, string | string[]>;
   limits?: RawLimit[];
 };
@@ -230,6 +239,8 @@ function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
     if (r.description !== undefined) rule.description = r.description;
     if (r.maxKeys !== undefined) rule.maxKeys = r.maxKeys;
     if (r.degraded !== undefined) rule.degraded = r.degraded;
+    if (r.reserve !== undefined) rule.reserve = { share: r.reserve.share, for: r.reserve.for };
+    if (r.bypass !== undefined) rule.bypass = Array.isArray(r.bypass) ? [...r.bypass] : [r.bypass];
     rules.push(rule);
   }
   const resolved = resolveHierarchy(rules, tiers, file, problems);

@@ -6,11 +6,16 @@ import type { SlotEntry } from '../../crdt/types.ts';
 
 export type Algorithm = 'sliding-window' | 'fixed-window' | 'token-bucket';
 
-/** A check: may this request go ahead? `cost` defaults to 1. */
+/** How much a request matters, lowest first (default `normal`): rules may reserve capacity for, or be bypassed by, a priority. */
+export const PRIORITIES = ['low', 'normal', 'high', 'critical'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** A check: may this request go ahead? `cost` defaults to 1, `priority` to `normal`. */
 export interface CheckRequest {
   key: string;
   metadata?: Readonly<Record<string, string>>;
   cost?: number;
+  priority?: Priority;
 }
 
 /** A refund: a previously admitted request did not happen (counted through the PN-counter's `n`). */
@@ -46,7 +51,9 @@ export interface Decision {
    * `DEGRADED_SHARE` (peers unseen: this node used its share of the limit); `DEGRADED_CLOSED`
    * (peers unseen and the rule's mode is `closed`).
    */
-  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED';
+  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED' | 'PRIORITY_RESERVED';
+  /** Set (true) when the request's priority bypasses the rule: allowed, and counted nowhere. */
+  bypassed?: boolean;
   /** Names this admission for a refund (set by the HTTP adapter on allowed checks that counted). */
   admissionId?: string;
 }
@@ -120,8 +127,12 @@ export interface RuleSpec {
   tier?: string;
   /** Its level in the hierarchy: `default` (no parent), `tier` (has a tier), `override` (one exact key under a parent). */
   level?: RuleLevel;
+  /** The last `share` of each limit is kept for requests of priority `for` or higher. */
+  reserve?: { share: number; for: Priority };
+  /** Priorities this rule lets through without limiting or counting them. */
+  bypass?: readonly Priority[];
   /** Fields inherited through `parent`, each with the id of the rule that wrote it. */
-  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded', string>>>;
+  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded' | 'reserve' | 'bypass', string>>>;
 }
 
 /** Where a rule sits in the hierarchy: global defaults → tiers → individual overrides. */

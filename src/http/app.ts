@@ -233,14 +233,14 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     const id = req.requestId;
     if (id === undefined) {
       const d = admitted(limiter.decide(req, at), req, at);
-      return { d, counted: d.allowed && d.ruleId !== null };
+      return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
     }
     const cost = req.cost ?? 1;
     const seen = recent.get(id, req.key, cost, at);
     if (seen !== undefined) return { d: seen, counted: false };
     const d = admitted(limiter.decide(req, at), req, at);
     recent.remember(id, req.key, cost, d, at);
-    return { d, counted: d.allowed && d.ruleId !== null };
+    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
   };
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
@@ -297,7 +297,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   /** Several dimensions that must all pass: decided together, counted all or none. */
   const checkDimensions = (body: CheckRouteBody, req: FastifyRequest, reply: FastifyReply) => {
     const checks = body.checks!;
-    for (const field of ['key', 'metadata', 'cost', 'requestId'] as const) {
+    for (const field of ['key', 'metadata', 'cost', 'priority', 'requestId'] as const) {
       if (body[field] !== undefined) throw inputError('INVALID_BODY', `give either "key" (one check) or "checks" (several dimensions), not both: "${field}" belongs in each check`, `/${field}`);
     }
     for (let i = 0; i < checks.length; i++) {
@@ -307,7 +307,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     }
     if (limiter.decideAll === undefined) throw inputError('INVALID_BODY', 'this limiter does not decide several dimensions in one check', '/checks');
     const t = now();
-    const reqs: CheckRequest[] = checks.map((c) => ({ key: c.key, metadata: c.metadata, cost: c.cost }));
+    const reqs: CheckRequest[] = checks.map((c) => ({ key: c.key, metadata: c.metadata, cost: c.cost, priority: c.priority }));
     const m = limiter.decideAll(reqs, t);
     const decided = m.decisions.map((d, i) => (m.allowed ? admitted(d, reqs[i], t) : d));
     const dimensions = decided.map((d, i) => (checks[i].name === undefined ? { key: checks[i].key, ...d } : { key: checks[i].key, name: checks[i].name, ...d }));
@@ -320,7 +320,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     if (h !== null) reply.headers(h);
     reply.code(m.allowed ? 200 : 429);
     reply.serializer(JSON.stringify);
-    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null);
+    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null && d.bypassed !== true);
     return afterCommit(reply, counted, () => reply.send(answer));
   };
 

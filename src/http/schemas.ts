@@ -7,6 +7,7 @@
  * value bytes) is checked by hand in `checkKey` / `checkMetadata` before anything is counted.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { PRIORITIES, type Priority } from '../engine/types.ts';
 
 /** Limits of the HTTP input, resolved from the buildApp options. */
 export interface InputLimits {
@@ -40,6 +41,11 @@ export function costSchema(l: InputLimits) {
   return Type.Integer({ minimum: 1, maximum: l.maxCost });
 }
 
+/** A check's priority (src/engine/types.ts PRIORITIES). */
+export function prioritySchema() {
+  return Type.Unsafe<Priority>({ type: 'string', enum: [...PRIORITIES] });
+}
+
 /** Metadata: an object of strings. Written raw (not Type.Record) to avoid a per-property regex. */
 export function metadataSchema(l: InputLimits) {
   return Type.Unsafe<Record<string, string>>({
@@ -56,6 +62,7 @@ export function checkBodySchema(l: InputLimits) {
       key: keySchema(l),
       metadata: Type.Optional(metadataSchema(l)),
       cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
       /** Set by a client that may retry: a repeat within a few seconds is answered without counting again (src/http/request-ids.ts). */
       requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     },
@@ -73,6 +80,7 @@ export function dimensionSchema(l: InputLimits) {
       key: keySchema(l),
       metadata: Type.Optional(metadataSchema(l)),
       cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
       name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     },
     { additionalProperties: false },
@@ -89,6 +97,7 @@ export function checkRouteBodySchema(l: InputLimits) {
       key: Type.Optional(keySchema(l)),
       metadata: Type.Optional(metadataSchema(l)),
       cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
       requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
       checks: Type.Optional(Type.Array(dimensionSchema(l), { minItems: 1, maxItems: MAX_DIMENSIONS })),
     },
@@ -135,6 +144,7 @@ export const decisionSchema = Type.Object({
   policy: NullableString,
   level: Type.Optional(Type.String()),
   code: Type.Optional(Type.String()),
+  bypassed: Type.Optional(Type.Boolean()),
   admissionId: Type.Optional(Type.String()),
 });
 

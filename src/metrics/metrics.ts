@@ -121,6 +121,8 @@ export class NodeMetrics {
       c.inc({ reason: 'idle' }, e.idleEvictions);
     });
     counter(r, 'regionlimit_rule_key_cap_denials_total', 'Checks of new keys denied because their rule held its maxKeys (RULE_KEY_CAP).', [], (c) => c.inc(snapshot().status.engine.ruleKeyCapDenials));
+    counter(r, 'regionlimit_priority_reserved_denials_total', "Checks denied because only their rule's reserve was left and their priority is below it (PRIORITY_RESERVED).", [], (c) => c.inc(snapshot().status.engine.priorityReservedDenials));
+    counter(r, 'regionlimit_priority_bypasses_total', 'Checks a rule let through uncounted because of their priority (bypass).', [], (c) => c.inc(snapshot().status.engine.priorityBypasses));
     gauge(r, 'regionlimit_admissions_held', 'Admission ids remembered for refunds.', [], (g) => g.set(snapshot().status.admissions.held));
     gauge(r, 'regionlimit_rule_scopes', 'Limits (scopes) of the rules in force.', [], (g) => g.set(snapshot().status.engine.scopes));
 
