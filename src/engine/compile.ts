@@ -5,7 +5,8 @@
  */
 import { LimitMath, SlotWindowStore, geometryOf, type NodeTable, type ScopeId } from '../../crdt/index.ts';
 import { formatDuration } from './duration.ts';
-import { PRIORITIES, type DegradedMode, type KeyMatch, type LimitSpec, type PolicyInfo, type RuleLevel, type RuleSpec } from './types.ts';
+import { scaled } from './adaptive.ts';
+import { PRIORITIES, type AdaptiveSpec, type DegradedMode, type KeyMatch, type LimitSpec, type PolicyInfo, type RuleLevel, type RuleSpec } from './types.ts';
 
 /** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
 export interface CompiledLimit {
@@ -13,8 +14,11 @@ export interface CompiledLimit {
   readonly spec: LimitSpec;
   readonly scope: ScopeId;
   readonly store: SlotWindowStore;
-  readonly math: LimitMath;
-  readonly policy: PolicyInfo;
+  /** The limit's arithmetic at its capacity in force (an adaptive rule replaces it as its factor moves). */
+  math: LimitMath;
+  /** The arithmetic at the largest capacity the rule can have: what a replicated cell is checked against. */
+  readonly bound: LimitMath;
+  policy: PolicyInfo;
   /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
   readonly mode: DegradedMode;
   /** The rule's level in the hierarchy (reported in its Decisions). */
@@ -32,7 +36,10 @@ export interface CompiledRule {
   readonly priority: number;
   readonly level: RuleLevel;
   readonly limits: readonly CompiledLimit[];
-  readonly policies: readonly PolicyInfo[];
+  /** The limits' policies (a new array whenever an adaptive rule's factor moves). */
+  policies: readonly PolicyInfo[];
+  /** Adaptive limits: the spec and the factor in force (src/engine/adaptive.ts), or null. */
+  readonly adaptive: { readonly spec: AdaptiveSpec; factor: number } | null;
   /** Position in the rules file (ties in priority and level keep file order). */
   readonly order: number;
   /**
@@ -67,6 +74,29 @@ export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: numbe
   return `${ruleId}|${alg}|${spec.windowMs}|${g.slotMs}`;
 }
 
+type LimitParams = LimitSpec & { slotsPerWindow: number };
+
+/** A limit's parameters with its limit (and burst) scaled by `factor`. */
+export function scaledParams(params: LimitParams, factor: number): LimitParams {
+  const out: LimitParams = { ...params, limit: scaled(params.limit, factor) };
+  if (params.burst !== undefined) out.burst = scaled(params.burst, factor);
+  return out;
+}
+
+/**
+ * Put an adaptive rule's factor in force: each limit gets the arithmetic and policy of its
+ * scaled value (its counts are kept: the same store), and the rule a new policies array.
+ */
+export function rescale(rule: CompiledRule, factor: number, slotsPerWindow: number): void {
+  for (const lim of rule.limits) {
+    const params = { ...lim.spec, slotsPerWindow: lim.spec.slotsPerWindow ?? slotsPerWindow };
+    lim.math = new LimitMath(scaledParams(params, factor));
+    lim.policy = Object.freeze({ name: lim.policy.name, limit: lim.math.capacity, windowSeconds: lim.spec.windowMs / 1000 });
+  }
+  rule.policies = rule.limits.map((l) => l.policy);
+  rule.adaptive!.factor = factor;
+}
+
 export function keyMatchOf(key: string): KeyMatch {
   return key === '*' ? { kind: 'any' } : key.endsWith('*') ? { kind: 'prefix', value: key.slice(0, -1) } : { kind: 'exact', value: key };
 }
@@ -89,10 +119,12 @@ export function compileRule(
     const prev = existing(scope) ?? next.get(scope);
     const params = { ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow };
     const math = new LimitMath(params);
+    const top = r.adaptive === undefined ? 1 : Math.max(1, r.adaptive.ceiling);
+    const bound = top === 1 ? math : new LimitMath(scaledParams(params, top));
     const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes);
     const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
     const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share', level };
+    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, bound, policy, mode: r.degraded ?? 'share', level };
     next.set(scope, cl);
     return cl;
   });
@@ -106,6 +138,7 @@ export function compileRule(
     level,
     limits,
     policies: limits.map((l) => l.policy),
+    adaptive: r.adaptive === undefined ? null : { spec: r.adaptive, factor: 1 },
     order,
     rank: rankOf(r.priority, level, order),
     maxKeys: r.maxKeys ?? Infinity,

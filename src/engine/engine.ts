@@ -8,7 +8,8 @@
  * remote deltas and restored rows, and call `sweep` on a timer. Time is a parameter.
  */
 import { NodeTable, type DrainResult, type ScopeId, type SlotEntry, type SlotWindowStore } from '../../crdt/index.ts';
-import { compileRule, type CompiledLimit, type CompiledRule } from './compile.ts';
+import { Signals, nextFactor, targetFactor, type SignalState } from './adaptive.ts';
+import { compileRule, rescale, type CompiledLimit, type CompiledRule } from './compile.ts';
 import { degradedDenial, type Degradation } from './degradation.ts';
 import { explain, type Explanation } from './explain.ts';
 import { RuleMatcher } from './matcher.ts';
@@ -106,7 +107,7 @@ export type RemoteCellRefusal = keyof typeof REMOTE_CELL_REFUSALS;
 
 function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): RemoteCellRefusal | null {
   if (c.n > c.p) return 'CELL_REFUND_EXCEEDS_ADMITTED';
-  if (c.p - c.n > cl.math.maxSlotNet) return 'CELL_OVER_CAPACITY';
+  if (c.p - c.n > cl.bound.maxSlotNet) return 'CELL_OVER_CAPACITY';
   if (c.slot > current + cl.store.ringSlots) return 'CELL_SLOT_AHEAD';
   return null;
 }
@@ -126,6 +127,10 @@ export class Engine implements Limiter {
   private scopes = new Map<ScopeId, CompiledLimit>();
   /** Counts rules changes asked for: an asynchronous compile overtaken by a later one is dropped. */
   private rulesTicket = 0;
+  /** Load signals adaptive rules follow (kept across rules changes). */
+  private readonly signals = new Signals();
+  /** Rules with adaptive limits. */
+  private adaptiveRules: CompiledRule[] = [];
   private config!: RulesConfig;
   private readonly maxKeys: number;
   private readonly random: () => number;
@@ -219,6 +224,41 @@ export class Engine implements Limiter {
     for (const r of compiled) byId.set(r.id, r);
     this.rulesById = byId;
     this.config = config;
+    // Adaptive rules start at the factor the signals ask for now (a rules change does not reset them).
+    this.adaptiveRules = compiled.filter((r) => r.adaptive !== null);
+    for (const r of this.adaptiveRules) {
+      const f = targetFactor(r.adaptive!.spec, this.signals.smoothed(r.adaptive!.spec.signal));
+      if (f !== r.adaptive!.factor) rescale(r, f, config.slotsPerWindow);
+    }
+  }
+
+  /**
+   * A load signal's new health in [0, 1] (1 healthy): smoothed, then the rules that follow it
+   * move their factor when the smoothed target is far enough from the one in force
+   * (src/engine/adaptive.ts). Counts are kept; the new limits apply at once.
+   */
+  setSignal(name: string, health: number, now: number): SignalState {
+    const state = this.signals.update(name, health, now);
+    for (const r of this.adaptiveRules) {
+      const a = r.adaptive!;
+      if (a.spec.signal !== name) continue;
+      const f = nextFactor(a.spec, a.factor, state.smoothed);
+      if (f !== a.factor) rescale(r, f, this.config.slotsPerWindow);
+    }
+    return state;
+  }
+
+  /** Every signal received, and each adaptive rule's factor and effective limits (for /v1/status). */
+  adaptiveStatus(): { signals: Record<string, SignalState>; rules: { ruleId: string; signal: string; factor: number; limits: { policy: string; limit: number }[] }[] } {
+    return {
+      signals: this.signals.all(),
+      rules: this.adaptiveRules.map((r) => ({
+        ruleId: r.id,
+        signal: r.adaptive!.spec.signal,
+        factor: Math.round(r.adaptive!.factor * 1000) / 1000,
+        limits: r.limits.map((l) => ({ policy: l.policy.name, limit: l.math.capacity })),
+      })),
+    };
   }
 
   /** The rule that applies to a request, or undefined. Highest priority match wins. */

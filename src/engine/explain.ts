@@ -65,6 +65,7 @@ export function explain(
     degraded: spec.degraded ?? 'share',
     reserve: spec.reserve,
     bypass: spec.bypass,
+    adaptive: spec.adaptive,
   };
   for (const field of INHERITED_FIELDS) {
     if (field === 'limits') continue;

@@ -16,7 +16,7 @@
  * a child key its parent's pattern does not cover, a rule without key or limits and no parent.
  */
 import type { ConfigProblem } from './errors.ts';
-import type { DegradedMode, LimitSpec, Priority, RuleLevel, RuleSpec, TiersSpec } from './types.ts';
+import type { AdaptiveSpec, DegradedMode, LimitSpec, Priority, RuleLevel, RuleSpec, TiersSpec } from './types.ts';
 
 /** A rule as written (validated field by field), before inheritance. */
 export interface PartialRule {
@@ -34,10 +34,11 @@ export interface PartialRule {
   degraded?: DegradedMode;
   reserve?: { share: number; for: Priority };
   bypass?: Priority[];
+  adaptive?: AdaptiveSpec;
 }
 
 /** Fields a child inherits from its parent (RuleSpec.inherited names where each came from). */
-export const INHERITED_FIELDS = ['key', 'metadata', 'tier', 'limits', 'priority', 'maxKeys', 'degraded', 'reserve', 'bypass'] as const;
+export const INHERITED_FIELDS = ['key', 'metadata', 'tier', 'limits', 'priority', 'maxKeys', 'degraded', 'reserve', 'bypass', 'adaptive'] as const;
 export type InheritedField = (typeof INHERITED_FIELDS)[number];
 
 /** The `tiers` section (already schema-checked when an object), with its tier names checked. */
@@ -141,6 +142,8 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
     if (reserve !== undefined) spec.reserve = reserve;
     const bypass = pick('bypass', r.bypass, base?.bypass);
     if (bypass !== undefined) spec.bypass = bypass;
+    const adaptive = pick('adaptive', r.adaptive, base?.adaptive);
+    if (adaptive !== undefined) spec.adaptive = adaptive;
     if (r.description !== undefined) spec.description = r.description;
     if (r.parent !== undefined) spec.parent = r.parent;
     const level = levelOf(r.parent !== undefined, key, tier);

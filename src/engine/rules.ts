@@ -40,6 +40,16 @@ export const RULE_SCHEMA = {
       required: ['share', 'for'],
       properties: { share: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, for: { enum: [...PRIORITIES] } },
     },
+    adaptive: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['signal', 'floor'],
+      properties: {
+        signal: { type: 'string', pattern: ID_PATTERN },
+        floor: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+        ceiling: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+      },
+    },
     bypass: { anyOf: [{ enum: [...PRIORITIES] }, { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...PRIORITIES] } }] },
     metadata: {
       type: 'object',
@@ -160,6 +170,7 @@ type RawRule = {
   degraded?: 'share' | 'open' | 'closed';
   reserve?: { share: number; for: Priority };
   bypass?: Priority | Priority[];
+  adaptive?: { signal: string; floor: number; ceiling?: number };
   metadata?: Record<string, string | string[]>;
   limits?: RawLimit[];
 };
@@ -241,6 +252,11 @@ function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
     if (r.degraded !== undefined) rule.degraded = r.degraded;
     if (r.reserve !== undefined) rule.reserve = { share: r.reserve.share, for: r.reserve.for };
     if (r.bypass !== undefined) rule.bypass = Array.isArray(r.bypass) ? [...r.bypass] : [r.bypass];
+    if (r.adaptive !== undefined && typeof r.adaptive.floor === 'number') {
+      const ceiling = r.adaptive.ceiling ?? 1;
+      if (r.adaptive.floor > ceiling) problems.push({ code: 'RULE_INVALID', file, path: `${at}/adaptive/floor`, message: `floor ${r.adaptive.floor} is above the ceiling ${ceiling}` });
+      rule.adaptive = { signal: r.adaptive.signal, floor: r.adaptive.floor, ceiling };
+    }
     rules.push(rule);
   }
   const resolved = resolveHierarchy(rules, tiers, file, problems);

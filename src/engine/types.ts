@@ -131,8 +131,20 @@ export interface RuleSpec {
   reserve?: { share: number; for: Priority };
   /** Priorities this rule lets through without limiting or counting them. */
   bypass?: readonly Priority[];
+  /** Scale every limit between floor × and ceiling × its value from a load signal (src/engine/adaptive.ts). */
+  adaptive?: AdaptiveSpec;
   /** Fields inherited through `parent`, each with the id of the rule that wrote it. */
-  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded' | 'reserve' | 'bypass', string>>>;
+  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded' | 'reserve' | 'bypass' | 'adaptive', string>>>;
+}
+
+/** A rule's adaptive limits: the factor follows the health of `signal` between `floor` and `ceiling`. */
+export interface AdaptiveSpec {
+  /** `event-loop-delay` (this node's), or a name posted to PUT /v1/signals/:name. */
+  signal: string;
+  /** Factor of every limit at health 0 (overloaded). */
+  floor: number;
+  /** Factor at health 1 (healthy). Default 1. */
+  ceiling: number;
 }
 
 /** Where a rule sits in the hierarchy: global defaults → tiers → individual overrides. */

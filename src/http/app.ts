@@ -13,6 +13,7 @@
  *                                                             (no key: keyed by the client IP)
  *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
  *   GET  /v1/rules/explain?key=&m.<name>=  (admin token)  -> 200 Explanation (src/http/explain-routes.ts)
+ *   PUT  /v1/signals/:name  {health}       (admin token)  -> 200 signal state (src/http/signal-routes.ts)
  *   GET  /healthz, GET /readyz (always open)
  *
  * An allowed check that counted answers an `admissionId` (src/engine/admissions.ts) that a
@@ -29,6 +30,8 @@ import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import type { Explanation } from '../engine/explain.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
 import { registerExplainRoute } from './explain-routes.ts';
+import { registerSignalRoute } from './signal-routes.ts';
+import type { SignalState } from '../engine/adaptive.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
@@ -107,6 +110,8 @@ export interface BuildAppOptions {
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
   /** What GET /v1/rules/explain answers (admin token). Absent: the route is not served. */
   explain?: (key: string, metadata: Readonly<Record<string, string>> | undefined) => Explanation;
+  /** Takes a load signal for adaptive rules (PUT /v1/signals/:name, admin token). Absent: the route is not served. */
+  setSignal?: (name: string, health: number, at: number) => SignalState;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
   /** Called on the new instance before any route is declared (metrics: per-route hooks). */
@@ -394,6 +399,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   }
 
   if (opts.explain !== undefined) registerExplainRoute(app, { explain: opts.explain, limits, adminGuard: { onRequest: admin.hook } });
+  if (opts.setSignal !== undefined) registerSignalRoute(app, { setSignal: opts.setSignal, now, adminGuard: { onRequest: admin.hook }, errorResponses });
 
   if (opts.status !== undefined) {
     const status = opts.status;
