@@ -37,6 +37,9 @@ export interface PartialRule {
   adaptive?: AdaptiveSpec;
 }
 
+/** Most levels of parents a rule may have (defaults → tiers → overrides needs three). */
+export const MAX_DEPTH = 32;
+
 /** Fields a child inherits from its parent (RuleSpec.inherited names where each came from). */
 export const INHERITED_FIELDS = ['key', 'metadata', 'tier', 'limits', 'priority', 'maxKeys', 'degraded', 'reserve', 'bypass', 'adaptive'] as const;
 export type InheritedField = (typeof INHERITED_FIELDS)[number];
@@ -99,12 +102,18 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
   }
 
   const resolved = new Map<string, RuleSpec>();
-  const resolve = (r: PartialRule): RuleSpec | undefined => {
+  const tooDeep = new Set<string>();
+  const resolve = (r: PartialRule, depth: number): RuleSpec | undefined => {
     const done = resolved.get(r.id);
     if (done !== undefined) return done;
-    if (inCycle.has(r.id)) return undefined;
+    if (inCycle.has(r.id) || tooDeep.has(r.id)) return undefined;
+    if (depth > MAX_DEPTH) {
+      tooDeep.add(r.id);
+      problems.push({ code: 'RULE_INVALID', file, path: `${r.at}/parent`, message: `more than ${MAX_DEPTH} levels of parents below rule "${r.id}"` });
+      return undefined;
+    }
     const parent = r.parent === undefined ? undefined : byId.get(r.parent);
-    const base = parent === undefined ? undefined : resolve(parent);
+    const base = parent === undefined ? undefined : resolve(parent, depth + 1);
     if (r.parent !== undefined && base === undefined) return undefined; // unknown parent or a cycle above: already reported
     const inherited: Partial<Record<InheritedField, string>> = {};
     const from = (field: InheritedField): string => base?.inherited?.[field] ?? base!.id;
@@ -155,7 +164,7 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
   const out: RuleSpec[] = [];
   const seen = new Set<string>();
   for (const r of rules) {
-    const spec = resolve(r);
+    const spec = resolve(r, 0);
     // A duplicate id is reported elsewhere; only its first rule is resolved.
     if (spec !== undefined && !seen.has(r.id) && byId.get(r.id) === r) {
       seen.add(r.id);

@@ -150,3 +150,15 @@ describe('hierarchy problems: every one listed at once, with code and path', () 
     );
   });
 });
+
+describe('deep hierarchies', () => {
+  it('a chain of parents deeper than MAX_DEPTH is refused with a problem, not a crash; a chain of 10 000 rules too', () => {
+    const chain = (n: number) => ({ rules: [api, ...Array.from({ length: n }, (_, i) => ({ id: `c${i}`, parent: i === 0 ? 'api' : `c${i - 1}` }))] });
+    expect(validateRules(chain(20)).rules).toHaveLength(21);
+    const reversed = chain(9_999);
+    reversed.rules.reverse();
+    const problems = problemsOf(reversed);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.every((p) => p.code === 'RULE_INVALID' && p.message.includes('levels of parents'))).toBe(true);
+  });
+});
