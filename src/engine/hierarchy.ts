@@ -69,9 +69,23 @@ export function tiersOf(raw: unknown, file: string, problems: ConfigProblem[]): 
 
 /** Resolve inheritance; pushes every problem found. Rules stay in document order. */
 export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec | undefined, file: string, problems: ConfigProblem[]): RuleSpec[] {
+  const steps = resolveHierarchySteps(rules, tiers, file, problems);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** Rules handled between two yields of resolveHierarchySteps. */
+const SLICE = 250;
+
+/** `resolveHierarchy` as steps: it yields after each slice of rules (validateRulesAsync lets the event loop run then). */
+export function* resolveHierarchySteps(rules: readonly PartialRule[], tiers: TiersSpec | undefined, file: string, problems: ConfigProblem[]): Generator<void, RuleSpec[]> {
   const byId = new Map<string, PartialRule>();
   for (const r of rules) if (!byId.has(r.id)) byId.set(r.id, r);
-  for (const r of rules) {
+  for (let ri = 0; ri < rules.length; ri++) {
+    const r = rules[ri];
+    if (ri % SLICE === SLICE - 1) yield;
     if (r.parent !== undefined && !byId.has(r.parent)) {
       problems.push({ code: 'RULE_UNKNOWN_PARENT', file, path: `${r.at}/parent`, message: `parent "${r.parent}" is not a rule id of this document` });
     }
@@ -82,7 +96,9 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
   // Cycles: follow each chain; a chain that comes back to a rule on it is a cycle (reported once, at each rule's parent).
   const state = new Map<string, 'open' | 'done'>();
   const inCycle = new Set<string>();
-  for (const r of rules) {
+  for (let ri = 0; ri < rules.length; ri++) {
+    const r = rules[ri];
+    if (ri % SLICE === SLICE - 1) yield;
     const path: PartialRule[] = [];
     let at: PartialRule | undefined = r;
     while (at !== undefined && state.get(at.id) === undefined) {
@@ -163,7 +179,9 @@ export function resolveHierarchy(rules: readonly PartialRule[], tiers: TiersSpec
   };
   const out: RuleSpec[] = [];
   const seen = new Set<string>();
-  for (const r of rules) {
+  for (let ri = 0; ri < rules.length; ri++) {
+    const r = rules[ri];
+    if (ri % SLICE === SLICE - 1) yield;
     const spec = resolve(r, 0);
     // A duplicate id is reported elsewhere; only its first rule is resolved.
     if (spec !== undefined && !seen.has(r.id) && byId.get(r.id) === r) {

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { ALGORITHMS } from '../../crdt/index.ts';
 import { parseDuration } from './duration.ts';
 import { ConfigError, type ConfigProblem } from './errors.ts';
-import { resolveHierarchy, tiersOf, type PartialRule } from './hierarchy.ts';
+import { resolveHierarchySteps, tiersOf, type PartialRule } from './hierarchy.ts';
 import { PRIORITIES, type Algorithm, type LimitSpec, type Priority, type RulesConfig } from './types.ts';
 
 export const DEFAULT_SLOTS_PER_WINDOW = 10;
@@ -259,7 +259,7 @@ function* validation(doc: unknown, file: string): Generator<void, RulesConfig> {
     }
     rules.push(rule);
   }
-  const resolved = resolveHierarchy(rules, tiers, file, problems);
+  const resolved = yield* resolveHierarchySteps(rules, tiers, file, problems);
   if (problems.length > 0) throw new ConfigError(dedupe(problems));
   for (let i = 0; i < resolved.length; i++) {
     if (i % (4 * VALIDATE_SLICE) === 4 * VALIDATE_SLICE - 1) yield;

@@ -86,6 +86,16 @@ function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): Re
 /** Rules compiled and indexed per slice of an asynchronous rules change, between yields to the event loop. */
 const COMPILE_SLICE = 100;
 
+interface Compilation {
+  readonly config: RulesConfig;
+  readonly next: Map<ScopeId, CompiledLimit>;
+  readonly matcher: RuleMatcher;
+  readonly byId: Map<string, CompiledRule>;
+  readonly adaptive: CompiledRule[];
+  /** Compile rule `i` of the config into all of the above. */
+  add(i: number): void;
+}
+
 /** Rules, counter stores, keys and signals; the adapters' side. `Engine` decides on top of it. */
 export class EngineState {
   readonly nodeId: string;
@@ -150,53 +160,64 @@ export class EngineState {
    */
   setRules(config: RulesConfig): void {
     this.rulesTicket++;
-    const next = new Map<ScopeId, CompiledLimit>();
-    const existing = (scope: ScopeId) => this.scopes.get(scope);
-    const compiled = config.rules.map((r, order) => compileRule(r, order, config.slotsPerWindow, this.nodes, existing, next));
-    this.install(config, compiled, next, RuleMatcher.of(compiled, config.tiers));
+    const c = this.compilation(config);
+    for (let i = 0; i < config.rules.length; i++) c.add(i);
+    this.install(c);
   }
 
   /**
-   * `setRules` that does not hold the event loop: the rules are compiled in slices with a
-   * yield between them (checks go on with the rules in force meanwhile), then swapped in at
-   * once. The last call made wins: a compile overtaken by a later setRules or setRulesAsync
+   * `setRules` that does not hold the event loop: the rules are compiled and indexed in slices
+   * with a yield between them (checks go on with the rules in force meanwhile), then swapped in
+   * at once. The last call made wins: a compile overtaken by a later setRules or setRulesAsync
    * is dropped (it resolves without installing).
    */
   async setRulesAsync(config: RulesConfig): Promise<void> {
     const ticket = ++this.rulesTicket;
-    const next = new Map<ScopeId, CompiledLimit>();
-    const existing = (scope: ScopeId) => this.scopes.get(scope);
-    const compiled: CompiledRule[] = [];
-    const rules = config.rules;
-    const matcher = new RuleMatcher(config.tiers, rules.length);
-    for (let i = 0; i < rules.length; i++) {
-      const r = compileRule(rules[i], i, config.slotsPerWindow, this.nodes, existing, next);
-      compiled.push(r);
-      matcher.add(r);
+    const c = this.compilation(config);
+    for (let i = 0; i < config.rules.length; i++) {
+      c.add(i);
       if (i % COMPILE_SLICE === COMPILE_SLICE - 1) {
         await yieldToLoop();
         if (ticket !== this.rulesTicket) return;
       }
     }
-    matcher.seal();
-    this.install(config, compiled, next, matcher);
+    this.install(c);
+  }
+
+  /** A rules change being compiled: its scopes, matcher, rules by id and adaptive rules, rule by rule. */
+  private compilation(config: RulesConfig): Compilation {
+    const next = new Map<ScopeId, CompiledLimit>();
+    const existing = (scope: ScopeId) => this.scopes.get(scope);
+    const c: Compilation = {
+      config,
+      next,
+      matcher: new RuleMatcher(config.tiers, config.rules.length),
+      byId: new Map(),
+      adaptive: [],
+      add: (i) => {
+        const r = compileRule(config.rules[i], i, config.slotsPerWindow, this.nodes, existing, next);
+        c.matcher.add(r);
+        c.byId.set(r.id, r);
+        if (r.adaptive !== null) c.adaptive.push(r);
+      },
+    };
+    return c;
   }
 
   /** Swap compiled rules in (synchronous: no check sees half of a change). */
-  private install(config: RulesConfig, compiled: CompiledRule[], next: Map<ScopeId, CompiledLimit>, matcher: RuleMatcher): void {
+  private install(c: Compilation): void {
+    c.matcher.seal();
     // Scopes that disappeared release their keys.
-    for (const [scope, cl] of this.scopes) if (!next.has(scope)) this.liveKeys -= cl.store.size;
-    this.scopes = next;
-    this.matcher = matcher;
-    const byId = new Map<string, CompiledRule>();
-    for (const r of compiled) byId.set(r.id, r);
-    this.rulesById = byId;
-    this.config = config;
+    for (const [scope, cl] of this.scopes) if (!c.next.has(scope)) this.liveKeys -= cl.store.size;
+    this.scopes = c.next;
+    this.matcher = c.matcher;
+    this.rulesById = c.byId;
+    this.config = c.config;
     // Adaptive rules start at the factor the signals ask for now (a rules change does not reset them).
-    this.adaptiveRules = compiled.filter((r) => r.adaptive !== null);
+    this.adaptiveRules = c.adaptive;
     for (const r of this.adaptiveRules) {
       const f = targetFactor(r.adaptive!.spec, this.signals.smoothed(r.adaptive!.spec.signal));
-      if (f !== r.adaptive!.factor) rescale(r, f, config.slotsPerWindow);
+      if (f !== r.adaptive!.factor) rescale(r, f, c.config.slotsPerWindow);
     }
   }
 
