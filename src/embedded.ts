@@ -19,12 +19,12 @@ import { admit } from './engine/admissions.ts';
 import { LimiterError, type ErrorCode } from './engine/errors.ts';
 import { validateRules } from './engine/rules.ts';
 import { compileSchema, type Check } from './engine/validation.ts';
-import type { CheckRequest, Decision, RefundResult, RulesConfig } from './engine/types.ts';
+import type { CheckRequest, Decision, MultiDecision, RefundResult, RuleLevel, RulesConfig } from './engine/types.ts';
 import { fromValidation } from './http/errors.ts';
-import { DEFAULT_LIMITS, checkBodySchema, checkKey, checkMetadataBytes, type InputLimits } from './http/schemas.ts';
+import { DEFAULT_LIMITS, MAX_DIMENSIONS, checkBodySchema, checkKey, checkMetadataBytes, type InputLimits } from './http/schemas.ts';
 import { buildNode, type NodeParts, type NodeStatus } from './node.ts';
 
-export type { CheckRequest, Decision, RefundResult } from './engine/types.ts';
+export type { CheckRequest, Decision, MultiDecision, RefundResult } from './engine/types.ts';
 export { LimiterError } from './engine/errors.ts';
 
 export interface CreateLimiterOptions {
@@ -68,6 +68,11 @@ export interface Limiter {
   check(req: CheckRequest): Promise<Decision>;
   /** Several checks at once (all validated before any is counted). */
   checkMany(reqs: readonly CheckRequest[]): Promise<Decision[]>;
+  /**
+   * Several dimensions of one request (per IP, per user, …) that must all pass: decided
+   * together, then all counted, or none when one is denied (`binding` names it).
+   */
+  checkAll(reqs: readonly CheckRequest[]): Promise<MultiDecision>;
   /** Give back one admission this limiter made, by the id its check answered. */
   refund(admissionId: string): Promise<RefundResult>;
   /** Usage of a key, counting nothing. */
@@ -132,7 +137,7 @@ class EmbeddedLimiter implements Limiter {
 
   private decide(req: CheckRequest, t: number): Decision {
     const d = this.parts.limiter.decide(req, t);
-    return this.refunds && d.allowed && d.ruleId !== null ? new AdmittedDecision(d, this, req, t) : d;
+    return this.refunds && d.allowed && d.ruleId !== null && d.bypassed !== true ? new AdmittedDecision(d, this, req, t) : d;
   }
 
   /** The admission id of an allowed check, issued when first read (AdmittedDecision). */
@@ -162,6 +167,19 @@ class EmbeddedLimiter implements Limiter {
     const out = reqs.map((r) => this.decide(r, t));
     if (out.some((d) => d.allowed && d.ruleId !== null)) await this.parts.commit();
     return out;
+  }
+
+  async checkAll(reqs: readonly CheckRequest[]): Promise<MultiDecision> {
+    if (!Array.isArray(reqs) || reqs.length < 1 || reqs.length > MAX_DIMENSIONS) {
+      throw new LimiterError('BATCH_INVALID', `checkAll takes between 1 and ${MAX_DIMENSIONS} checks`);
+    }
+    reqs.forEach((r, i) => this.valid(r, `/checks/${i}`));
+    const t = this.parts.now();
+    const m = this.parts.engine.decideAll(reqs, t);
+    if (!m.allowed) return m;
+    const decisions = m.decisions.map((d, i) => (this.refunds && d.ruleId !== null && d.bypassed !== true ? new AdmittedDecision(d, this, reqs[i], t) : d));
+    if (decisions.some((d) => d.ruleId !== null)) await this.parts.commit();
+    return { allowed: true, decisions, binding: m.binding };
   }
 
   async refund(admissionId: string): Promise<RefundResult> {
@@ -204,6 +222,7 @@ class AdmittedDecision implements Decision {
   retryAfterMs: number;
   ruleId: string | null;
   policy: string | null;
+  level?: RuleLevel;
   #id: string | undefined;
   #owner: EmbeddedLimiter | undefined;
   readonly #req: CheckRequest;
@@ -217,6 +236,7 @@ class AdmittedDecision implements Decision {
     this.retryAfterMs = d.retryAfterMs;
     this.ruleId = d.ruleId;
     this.policy = d.policy;
+    if (d.level !== undefined) this.level = d.level;
     this.#owner = owner;
     this.#req = req;
     this.#at = at;

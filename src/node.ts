@@ -8,9 +8,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
+import { EVENT_LOOP_SIGNAL, eventLoopHealth } from './engine/adaptive.ts';
 import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
 import { formatVersion } from '../crdt/index.ts';
@@ -70,6 +72,8 @@ export interface NodeStatus {
   durability: string;
   flushIntervalMs: number;
   engine: ReturnType<Engine['stats']>;
+  /** Load signals and the adaptive rules' factors and effective limits (src/engine/adaptive.ts). */
+  adaptive: ReturnType<Engine['adaptiveStatus']>;
   /** Admission ids held for refunds, and how many were forgotten before their window passed (ledger full). */
   admissions: { held: number; forgottenEarly: number };
   persistence: Persistence['stats'];
@@ -376,6 +380,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       durability: config.durability,
       flushIntervalMs: config.flushIntervalMs,
       engine: engine.stats(),
+      adaptive: engine.adaptiveStatus(),
       admissions: { held: admissions.size, forgottenEarly: admissions.forgottenEarly },
       persistence: { ...persistence.stats },
       storage: (() => {
@@ -424,10 +429,19 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
       usage: key === undefined ? undefined : { key, ...engine.inspect(key, undefined, at) },
     });
   };
+  // The node's own load signal for adaptive rules: its event loop's p99 delay, every second.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  const loopTimer = setInterval(() => {
+    engine.setSignal(EVENT_LOOP_SIGNAL, eventLoopHealth(loopDelay.percentile(99) / 1e6), now());
+    loopDelay.reset();
+  }, 1000).unref();
   let closing: Promise<void> | undefined;
   const close = (shipMs = 2000): Promise<void> => {
     closing ??= (async () => {
       stopping = true;
+      clearInterval(loopTimer);
+      loopDelay.disable();
       apiTokens.close();
       watcher?.close();
       rules.stop();
@@ -462,6 +476,8 @@ export function buildHttp(parts: NodeParts): FastifyInstance {
     readiness: () => parts.readiness(),
     commit: () => parts.commit(),
     inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
+    explain: (key, metadata) => engine.explain(key, metadata),
+    setSignal: (name, health, at) => engine.setSignal(name, health, at),
     status: () => parts.status(),
     instrument: (a) => parts.metrics?.instrument(a),
     extraRoutes: (a, { statusGuard, limits }) => {

@@ -11,5 +11,6 @@ import { memorySection } from './memory.ts';
 import { replicationSection } from './replication.ts';
 import { restartSection } from './restart.ts';
 import { rulesSection } from './rules.ts';
+import { rulesPropagationSection } from './rules-propagation.ts';
 
-export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection, rulesSection, clientSection];
+export const SECTIONS: readonly Section[] = [decideSection, accuracySection, httpSection, memorySection, restartSection, replicationSection, rulesSection, rulesPropagationSection, clientSection];

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { LimiterError, type ErrorCode } from '../engine/errors.ts';
-import type { CheckRequest, Decision, RefundResult } from '../engine/types.ts';
+import type { CheckRequest, Decision, MultiDecision, RefundResult } from '../engine/types.ts';
 import { DenialCache, Fallback, checkIdentity, type ClientDecision, type OnUnavailable } from './local.ts';
 
 export class ClientError extends LimiterError {
@@ -166,6 +166,25 @@ export class LimiterClient {
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     for (let i = 0; i < pending.length; i += this.maxBatch) void this.send(pending.slice(i, i + this.maxBatch), timeoutMs, false);
     return Promise.all(out);
+  }
+
+  /**
+   * Several dimensions of one request that must all pass (POST /v1/check with `checks`): all
+   * counted, or none when one is denied (`binding` names it). Never retried (a lost answer may
+   * have counted) and not answered by the fallback or the denial cache.
+   */
+  async checkAll(reqs: readonly CheckRequest[], opts: CallOptions = {}): Promise<MultiDecision> {
+    if (this.closed) throw new ClientError('LIMITER_CLOSED', 'the client is closed');
+    if (!Array.isArray(reqs) || reqs.length === 0) throw new ClientError('BATCH_INVALID', 'checkAll needs at least one check');
+    const r = await this.call('POST', '/v1/check', JSON.stringify({ checks: reqs }), opts.timeoutMs ?? this.timeoutMs, 0);
+    if (r.status !== 200 && r.status !== 429) throw errorOf(r);
+    const b = r.body as { allowed?: unknown; dimension?: unknown; dimensions?: unknown };
+    if (typeof b?.allowed !== 'boolean' || typeof b.dimension !== 'number' || !Array.isArray(b.dimensions) || b.dimensions.length !== reqs.length || !b.dimensions.every(isDecision)) {
+      throw new ClientError('LIMITER_BAD_RESPONSE', 'the limiter answered a body that is not the multi-dimension decision asked for', { status: r.status });
+    }
+    this.stats.limiter++;
+    const decisions = (b.dimensions as (Decision & { key?: string; name?: string })[]).map(({ key: _key, name: _name, ...d }) => d);
+    return { allowed: b.allowed, decisions, binding: b.dimension };
   }
 
   /** Give back one admission by the id its check answered. */

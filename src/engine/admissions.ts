@@ -178,7 +178,7 @@ function compact(q: Queue): void {
 
 /** Names an allowed check that counted, for a refund (the HTTP routes and the embedded limiter). */
 export function admit(d: Decision, req: CheckRequest, at: number, limiter: Limiter, ledger: AdmissionLedger): Decision {
-  if (d.allowed && d.ruleId !== null) {
+  if (d.allowed && d.ruleId !== null && d.bypassed !== true) {
     d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
   }
   return d;

@@ -7,97 +7,25 @@
  * The engine does no I/O: adapters drain its changes (persistence, replication), feed it
  * remote deltas and restored rows, and call `sweep` on a timer. Time is a parameter.
  */
-import {
-  LimitMath,
-  NodeTable,
-  SlotWindowStore,
-  geometryOf,
-  type DrainResult,
-  type ScopeId,
-  type SlotEntry,
-} from '../../crdt/index.ts';
-import { degradedDenial, type Degradation } from './degradation.ts';
-import { Pulse } from './pulse.ts';
-import { NearLimitSharing, type SharingView } from './sharing.ts';
-import { formatDuration } from './duration.ts';
-import { Signal } from './signal.ts';
+import { EngineState, type EngineOptions } from './state.ts';
+import type { CompiledLimit, CompiledRule } from './compile.ts';
+import { degradedDenial } from './degradation.ts';
+import { explain, type Explanation } from './explain.ts';
+import { PRIORITIES } from './types.ts';
 import type {
   CheckRequest,
   Decision,
-  KeyMatch,
   Limiter,
-  LimitSpec,
+  MultiDecision,
   PolicyInfo,
   AdmissionRecord,
   RefundRequest,
   RefundResult,
   ResetResult,
-  RulesConfig,
-  DegradedMode,
 } from './types.ts';
 
-export interface EngineOptions {
-  /** This node's id (index 0 in the node table; the only node whose cells this engine raises). */
-  nodeId: string;
-  rules: RulesConfig;
-  /** Cap on live keys (summed over all limits). Default 1 000 000. */
-  maxKeys?: number;
-  /** Random source for eviction sampling (injectable for tests). Default Math.random. */
-  random?: () => number;
-  /** How many slots ahead of the local clock a remote cell may be before it is held back. Default 1. */
-  maxFutureSlots?: number;
-}
-
-/** One limit of a compiled rule: its spec, its counter scope and the store holding its keys. */
-export interface CompiledLimit {
-  readonly ruleId: string;
-  readonly spec: LimitSpec;
-  readonly scope: ScopeId;
-  readonly store: SlotWindowStore;
-  readonly math: LimitMath;
-  readonly policy: PolicyInfo;
-  /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
-  readonly mode: DegradedMode;
-  /** The limit shares its headroom near the limit while healthy (./sharing.ts). */
-  readonly sharing: boolean;
-}
-
-interface CompiledRule {
-  readonly id: string;
-  readonly match: KeyMatch;
-  readonly meta: readonly (readonly [string, readonly string[]])[];
-  readonly priority: number;
-  readonly limits: readonly CompiledLimit[];
-  readonly policies: readonly PolicyInfo[];
-  /** Position in the rules file (ties in priority keep file order). */
-  readonly order: number;
-  /** Most live keys per limit of this rule (RuleSpec.maxKeys); Infinity when uncapped. */
-  readonly maxKeys: number;
-  /** Longest window of the rule's limits (ms): how long an admission stays refundable. */
-  readonly longestWindowMs: number;
-}
-
-export interface EngineStats {
-  liveKeys: number;
-  /** Keys evicted because the key cap was reached. */
-  capEvictions: number;
-  /** Checks of new keys denied because their rule held its `maxKeys`. */
-  ruleKeyCapDenials: number;
-  /** Checks denied by a rule in `share` mode (this node's share used) or `closed` mode while degraded. */
-  degradedShareDenials: number;
-  degradedClosedDenials: number;
-  /** Keys dropped because every slot had expired. */
-  idleEvictions: number;
-  /** Remote cells for scopes this node does not know (e.g. during a rules rollout). */
-  unknownScopeCells: number;
-  /** Remote cells held back because their slot is ahead of the local clock. */
-  futureCellsHeld: number;
-  /** Remote cells dropped because the hold-back buffer was full. */
-  futureCellsDropped: number;
-  /** Remote cells refused as impossible for an honest node, by reason. */
-  refusedCells: Record<RemoteCellRefusal, number>;
-  scopes: number;
-}
+export { EngineState, REMOTE_CELL_REFUSALS, type EngineOptions, type EngineStats, type RemoteCellRefusal } from './state.ts';
+export { scopeIdOf, type CompiledLimit, type CompiledRule } from './compile.ts';
 
 const NO_RULE: Decision = Object.freeze({
   allowed: true,
@@ -109,11 +37,6 @@ const NO_RULE: Decision = Object.freeze({
   policy: null,
 }) as Decision;
 
-const EVICTION_SAMPLES = 5;
-const EVICTION_MAX_SAMPLES = 64;
-const MAX_FUTURE_BUFFER = 100_000;
-/** Keys near their limit, held until the shipper takes them (beyond this, they ship with the rest). */
-const MAX_URGENT = 1024;
 /**
  * From this share of its limit on, a key's admissions ship in the priority lane (at once, even
  * while an ordinary batch is in flight or lingering): the others must see a key near its limit
@@ -121,207 +44,30 @@ const MAX_URGENT = 1024;
  */
 export const URGENT_SHARE = 0.5;
 
-/**
- * Why a replicated cell is impossible for an honest node (so refused, counted, never merged):
- * - CELL_REFUND_EXCEEDS_ADMITTED: it gives back more than it admitted (n > p), which would
- *   lower the key's usage below what the others admitted;
- * - CELL_OVER_CAPACITY: its net count (p − n) is more than one node can admit in one slot;
- * - CELL_SLOT_AHEAD: its slot starts more than one window after this node's clock (held
- *   cells are only those within a window: a far-future cell would deny the key until then).
- * Since merging takes each component's maximum, accepted cells keep every merged cell within
- * the same bounds (CONSISTENCY.md §10).
- */
-export const REMOTE_CELL_REFUSALS = {
-  CELL_REFUND_EXCEEDS_ADMITTED: 'a replicated cell refunds more than it admitted (n > p)',
-  CELL_OVER_CAPACITY: "a replicated cell's net count is more than one node can admit in one slot",
-  CELL_SLOT_AHEAD: 'a replicated cell is for a slot more than one window ahead of this clock',
-} as const;
-export type RemoteCellRefusal = keyof typeof REMOTE_CELL_REFUSALS;
+const PRIORITY_INDEX: Readonly<Record<string, number>> = Object.fromEntries(PRIORITIES.map((p, i) => [p, i]));
 
-function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): RemoteCellRefusal | null {
-  if (c.n > c.p) return 'CELL_REFUND_EXCEEDS_ADMITTED';
-  if (c.p - c.n > cl.math.maxSlotNet) return 'CELL_OVER_CAPACITY';
-  if (c.slot > current + cl.store.ringSlots) return 'CELL_SLOT_AHEAD';
-  return null;
-}
-
-/** Scope id of a limit: rule id + algorithm + geometry, so only compatible configurations share counters. */
-export function scopeIdOf(ruleId: string, spec: LimitSpec, slotsPerWindow: number): ScopeId {
-  const g = geometryOf({ ...spec, slotsPerWindow: spec.slotsPerWindow ?? slotsPerWindow });
-  const alg = spec.algorithm === 'sliding-window' ? 'sw' : spec.algorithm === 'fixed-window' ? 'fw' : 'tb';
-  return `${ruleId}|${alg}|${spec.windowMs}|${g.slotMs}`;
-}
-
-export class Engine implements Limiter {
-  readonly nodeId: string;
-  readonly nodes: NodeTable;
-  private rules: readonly CompiledRule[] = [];
-  private readonly rulesById = new Map<string, CompiledRule>();
-  private readonly scopes = new Map<ScopeId, CompiledLimit>();
-  private config!: RulesConfig;
-  private readonly maxKeys: number;
-  private readonly random: () => number;
-  private readonly maxFutureSlots: number;
-  private liveKeys = 0;
-  private degradation: Degradation | null = null;
-  private sharing: NearLimitSharing | null = null;
-  private syncWanted = false;
-  private future: SlotEntry[] = [];
-  /** Fired when own cells change (admission, refund): the shipper waits on it. */
-  readonly ownChanged = new Signal();
-  /** Fired by the replication room when it has handled a batch: checks waiting for their share decide again. */
-  readonly peersProgress = new Pulse();
-  /** Fired when an admission leaves a key at half its limit or more: shipped ahead of everything else. */
-  readonly urgent = new Signal();
-  private urgentKeys: { store: SlotWindowStore; key: string }[] = [];
-  /** Per scope: the largest usage above the limit seen after merging remote cells, and until when it counts. */
-  private readonly excess = new Map<ScopeId, { value: number; untilMs: number }>();
-  readonly counters = {
-    capEvictions: 0,
-    ruleKeyCapDenials: 0,
-    degradedShareDenials: 0,
-    degradedClosedDenials: 0,
-    idleEvictions: 0,
-    unknownScopeCells: 0,
-    futureCellsHeld: 0,
-    futureCellsDropped: 0,
-    /** Replicated cells refused as impossible for an honest node, by reason (see {@link REMOTE_CELL_REFUSALS}). */
-    refusedCells: { CELL_REFUND_EXCEEDS_ADMITTED: 0, CELL_OVER_CAPACITY: 0, CELL_SLOT_AHEAD: 0 } as Record<RemoteCellRefusal, number>,
-  };
-
+/** Decides checks against the rules and stores of its EngineState (src/engine/state.ts). */
+export class Engine extends EngineState implements Limiter {
   constructor(opts: EngineOptions) {
-    this.nodeId = opts.nodeId;
-    this.nodes = new NodeTable(opts.nodeId);
-    this.maxKeys = opts.maxKeys ?? 1_000_000;
-    this.random = opts.random ?? Math.random;
-    this.maxFutureSlots = opts.maxFutureSlots ?? 1;
-    this.setRules(opts.rules);
+    super(opts);
   }
 
-  /** The rules in force. */
-  get rulesConfig(): RulesConfig {
-    return this.config;
-  }
-
-  /**
-   * Replace the rules. Limits whose scope (rule id, algorithm, window, slot width) is unchanged
-   * keep their counters; a changed `limit` value applies at once to the existing counts.
-   */
-  setRules(config: RulesConfig): void {
-    const next = new Map<ScopeId, CompiledLimit>();
-    const compiled: CompiledRule[] = [];
-    config.rules.forEach((r, order) => {
-      const limits = r.limits.map((spec, i) => {
-        const scope = scopeIdOf(r.id, spec, config.slotsPerWindow);
-        const existing = this.scopes.get(scope) ?? next.get(scope);
-        const params = { ...spec, slotsPerWindow: spec.slotsPerWindow ?? config.slotsPerWindow };
-        const math = new LimitMath(params);
-        const store = existing?.store ?? new SlotWindowStore(scope, geometryOf(params), this.nodes);
-        const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
-        const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-        const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, policy, mode: r.degraded ?? 'share', sharing: r.nearLimitSharing !== false && spec.algorithm !== 'token-bucket' };
-        next.set(scope, cl);
-        return cl;
-      });
-      const match: KeyMatch =
-        r.key === '*' ? { kind: 'any' } : r.key.endsWith('*') ? { kind: 'prefix', value: r.key.slice(0, -1) } : { kind: 'exact', value: r.key };
-      compiled.push({
-        id: r.id,
-        match,
-        meta: Object.entries(r.metadata),
-        priority: r.priority,
-        limits,
-        policies: limits.map((l) => l.policy),
-        order,
-        maxKeys: r.maxKeys ?? Infinity,
-        longestWindowMs: Math.max(...r.limits.map((l) => l.windowMs)),
-      });
-    });
-    // Highest priority first; ties keep file order.
-    compiled.sort((a, b) => b.priority - a.priority || a.order - b.order);
-    // Scopes that disappeared release their keys.
-    for (const [scope, cl] of this.scopes) if (!next.has(scope)) this.liveKeys -= cl.store.size;
-    this.scopes.clear();
-    for (const [k, v] of next) this.scopes.set(k, v);
-    this.rules = compiled;
-    this.rulesById.clear();
-    for (const r of compiled) this.rulesById.set(r.id, r);
-    this.config = config;
-  }
-
-  /** The rule that applies to a request, or undefined. Highest priority match wins. */
-  matchRule(key: string, metadata?: Readonly<Record<string, string>>): CompiledRule | undefined {
-    const rules = this.rules;
-    outer: for (let i = 0; i < rules.length; i++) {
-      const r = rules[i];
-      const m = r.match;
-      if (m.kind === 'exact') {
-        if (key !== m.value) continue;
-      } else if (m.kind === 'prefix') {
-        if (!key.startsWith(m.value)) continue;
-      }
-      const meta = r.meta;
-      for (let j = 0; j < meta.length; j++) {
-        const v = metadata === undefined ? undefined : metadata[meta[j][0]];
-        if (v === undefined) continue outer;
-        const allowed = meta[j][1];
-        if (allowed.length === 1 ? allowed[0] !== v : !allowed.includes(v)) continue outer;
-      }
-      return r;
-    }
-    return undefined;
+  /** Which rule a request gets, at which level, and where each effective setting came from. */
+  explain(key: string, metadata?: Readonly<Record<string, string>>): Explanation {
+    return explain(this.matchRule(key, metadata), this.rulesById, this.config.tiers, key, metadata);
   }
 
   decide(req: CheckRequest, now: number): Decision {
     const cost = req.cost ?? 1;
     const rule = this.matchRule(req.key, req.metadata);
     if (rule === undefined) return NO_RULE;
+    if (rule.priorities !== null) {
+      const d = this.priorityGate(rule, req, cost, now, true);
+      if (d !== null) return d;
+    }
     const limits = rule.limits;
     if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now, rule.maxKeys);
     return this.decideMany(rule, req.key, cost, now);
-  }
-
-  /** A new key of a rule that holds its `maxKeys`: denied, nothing counted; existing keys keep working. */
-  /**
-   * Peers are stale or NATS is unreachable: rules apply their degradation mode with these
-   * shares (src/engine/degradation.ts); null when every peer is fresh again. Set by the
-   * replication room.
-   */
-  setDegradation(d: Degradation | null): void {
-    this.degradation = d;
-  }
-
-  /**
-   * While healthy, limits share their headroom near the limit using this view of the peers
-   * (./sharing.ts); null (alone, or turned off) admits up to the limit as seen locally. Set by
-   * the replication room.
-   */
-  setSharing(view: SharingView | null): void {
-    this.sharing = view === null ? null : new NearLimitSharing(view, this.nodes);
-  }
-
-  /** A SHARE_WAIT: ask the shipper for a heartbeat, so the peers waiting too learn how far this node's counts go. */
-  private shareWait(d: Decision): Decision {
-    this.syncWanted = true;
-    this.ownChanged.fire();
-    return d;
-  }
-
-  /** Whether a heartbeat was asked for since the last call (see shareWait). */
-  takeSyncWanted(): boolean {
-    const w = this.syncWanted;
-    this.syncWanted = false;
-    return w;
-  }
-
-  /** Near-limit sharing counters (null when off). */
-  get sharingCounters(): { waits: number; grants: number; keys: number } | null {
-    return this.sharing === null ? null : { ...this.sharing.counters, keys: this.sharing.size };
-  }
-
-  /** The degradation in force, or null. */
-  get degraded(): Degradation | null {
-    return this.degradation;
   }
 
   private countDegraded(d: Decision): Decision {
@@ -332,6 +78,60 @@ export class Engine implements Limiter {
 
   private keyCapDenied(ruleId: string, lim: CompiledLimit): Decision {
     this.counters.ruleKeyCapDenials++;
+    return this.keyCapDecision(ruleId, lim);
+  }
+
+  /** A multi-dimension check denied: its non-usage denials are counted like single ones. */
+  private countDenial(d: Decision): void {
+    if (d.code === 'RULE_KEY_CAP') this.counters.ruleKeyCapDenials++;
+    else if (d.code === 'PRIORITY_RESERVED') this.counters.priorityReservedDenials++;
+    else this.countDegraded(d);
+  }
+
+  /**
+   * What a request's priority decides before the limits (rules with `reserve` or `bypass`
+   * only): a bypass (allowed, counted nowhere), a denial because only the reserve is left and
+   * the priority is below it, or null (decide as usual). `count`: add it to the counters.
+   */
+  private priorityGate(rule: CompiledRule, req: CheckRequest, cost: number, now: number, count: boolean): Decision | null {
+    const pr = rule.priorities!;
+    const p = PRIORITY_INDEX[req.priority ?? 'normal'] ?? 1;
+    if (pr.bypass[p]) {
+      if (count) this.counters.priorityBypasses++;
+      const seen = this.peek(rule, req.key, 0, now);
+      return { allowed: true, limit: seen.limit, remaining: seen.remaining, resetMs: seen.resetMs, retryAfterMs: 0, ruleId: rule.id, policy: seen.policy, level: seen.level, bypassed: true };
+    }
+    if (p >= pr.reserveFrom || pr.reserveShare === 0) return null;
+    for (const lim of rule.limits) {
+      const { store, math } = lim;
+      const cap = math.capacity;
+      const open = Math.floor(cap * (1 - pr.reserveShare));
+      const e = store.find(req.key);
+      let usage = 0;
+      if (e >= 0) {
+        store.advance(e, Math.floor(now / math.slotMs));
+        usage = math.usage(store, e, now);
+      }
+      if (usage + cost <= open) continue;
+      if (count) this.counters.priorityReservedDenials++;
+      // Wait until the usage leaves room for the cost below the reserve.
+      const retry = e < 0 || cost > open ? -1 : math.retryAfterMs(store, e, now, cost + cap - open);
+      return {
+        allowed: false,
+        limit: cap,
+        remaining: Math.max(0, Math.floor(open - usage)),
+        resetMs: e < 0 ? 0 : Math.ceil(math.resetMs(store, e, now)),
+        retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
+        ruleId: rule.id,
+        policy: lim.policy.name,
+        level: lim.level,
+        code: 'PRIORITY_RESERVED',
+      };
+    }
+    return null;
+  }
+
+  private keyCapDecision(ruleId: string, lim: CompiledLimit): Decision {
     return {
       allowed: false,
       limit: lim.math.capacity,
@@ -341,6 +141,7 @@ export class Engine implements Limiter {
       retryAfterMs: lim.spec.windowMs,
       ruleId,
       policy: lim.policy.name,
+      level: lim.level,
       code: 'RULE_KEY_CAP',
     };
   }
@@ -378,6 +179,7 @@ export class Engine implements Limiter {
         retryAfterMs: 0,
         ruleId,
         policy: lim.policy.name,
+      level: lim.level,
       };
     }
     return this.denied(ruleId, lim, e, usage, cost, now);
@@ -405,6 +207,117 @@ export class Engine implements Limiter {
       retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
       ruleId,
       policy: lim.policy.name,
+      level: lim.level,
+    };
+  }
+
+  /**
+   * Several dimensions of one request (e.g. per IP, per user, per resource), all of which must
+   * pass: each is decided first without counting (a rule and key named twice is decided for the
+   * sum of their costs), then, only if every one passes, each is counted. Synchronous, so no
+   * other check runs in between: a denied dimension consumes nothing in the others.
+   */
+  decideAll(reqs: readonly CheckRequest[], now: number): MultiDecision {
+    const n = reqs.length;
+    const decisions = new Array<Decision>(n);
+    const pending = n > 1 ? new Map<string, number>() : undefined;
+    let denied = -1;
+    let deniedRetry = -1;
+    for (let i = 0; i < n; i++) {
+      const req = reqs[i];
+      const rule = this.matchRule(req.key, req.metadata);
+      if (rule === undefined) {
+        decisions[i] = NO_RULE;
+        continue;
+      }
+      let cost = req.cost ?? 1;
+      if (pending !== undefined) {
+        const k = `${rule.id}\n${req.key}`;
+        cost += pending.get(k) ?? 0;
+        pending.set(k, cost);
+      }
+      const d = (rule.priorities !== null ? this.priorityGate(rule, req, cost, now, false) : null) ?? this.peek(rule, req.key, cost, now);
+      decisions[i] = d;
+      if (!d.allowed && d.retryAfterMs > deniedRetry) {
+        denied = i;
+        deniedRetry = d.retryAfterMs;
+      }
+    }
+    if (denied >= 0) {
+      for (const d of decisions) if (d.code !== undefined) this.countDenial(d);
+      return { allowed: false, decisions, binding: denied };
+    }
+    let binding = 0;
+    for (let i = 0; i < n; i++) {
+      const d = (decisions[i] = this.decide(reqs[i], now));
+      const b = decisions[binding];
+      if (d.ruleId !== null && (b.ruleId === null || d.remaining < b.remaining || (d.remaining === b.remaining && d.remaining / d.limit < b.remaining / b.limit))) binding = i;
+    }
+    return { allowed: true, decisions, binding };
+  }
+
+  /** The decision `cost` more on `key` would get under `rule`, counting nothing. */
+  private peek(rule: CompiledRule, key: string, cost: number, now: number): Decision {
+    const limits = rule.limits;
+    const n = limits.length;
+    const entries = new Array<number>(n);
+    const usages = new Array<number>(n);
+    let denyIdx = -1;
+    let denyRetry = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const { store, math } = limits[i];
+      const e = store.find(key);
+      let usage = 0;
+      if (e >= 0) {
+        store.advance(e, Math.floor(now / math.slotMs));
+        usage = math.usage(store, e, now);
+      }
+      entries[i] = e;
+      usages[i] = usage;
+      if (usage + cost > math.capacity) {
+        const r = e < 0 ? limits[i].spec.windowMs : math.retryAfterMs(store, e, now, cost);
+        const rr = r < 0 ? limits[i].spec.windowMs : r;
+        if (rr > denyRetry) {
+          denyRetry = rr;
+          denyIdx = i;
+        }
+      }
+    }
+    if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
+    if (this.degradation !== null) {
+      for (let i = 0; i < n; i++) {
+        const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
+        if (d !== null) return d;
+      }
+    } else if (this.sharing !== null) {
+      for (let i = 0; i < n; i++) {
+        if (!limits[i].sharing) continue;
+        const d = this.sharing.deny(rule.id, limits[i], key, entries[i], cost, usages[i], now);
+        if (d !== null) return this.shareWait(d);
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDecision(rule.id, limits[i]);
+    }
+    let bind = 0;
+    let bindRemaining = Infinity;
+    for (let i = 0; i < n; i++) {
+      const rem = limits[i].math.capacity - usages[i] - cost;
+      if (rem < bindRemaining) {
+        bindRemaining = rem;
+        bind = i;
+      }
+    }
+    const lim = limits[bind];
+    return {
+      allowed: true,
+      limit: lim.math.capacity,
+      remaining: Math.floor(bindRemaining),
+      resetMs: entries[bind] < 0 ? lim.spec.windowMs : Math.ceil(lim.math.resetMs(lim.store, entries[bind], now)),
+      retryAfterMs: 0,
+      ruleId: rule.id,
+      policy: lim.policy.name,
+      level: lim.level,
     };
   }
 
@@ -475,6 +388,7 @@ export class Engine implements Limiter {
       retryAfterMs: 0,
       ruleId: rule.id,
       policy: lim.policy.name,
+      level: lim.level,
     };
   }
 
@@ -575,263 +489,6 @@ export class Engine implements Limiter {
     };
   }
 
-  /** The compiled limit of a scope, if this node knows it. */
-  scope(scope: ScopeId): CompiledLimit | undefined {
-    return this.scopes.get(scope);
-  }
-
-  // ---- adapters' side ----
-
-  /** Take every change since the last drain, for both consumers (tests and tools). */
-  drain(): DrainResult {
-    const out: DrainResult = { rows: [], own: [] };
-    for (const cl of this.scopes.values()) if (cl.store.hasChanges) cl.store.drain(out);
-    return out;
-  }
-
-  /** Every cell changed since the last drainRows (every node's): what persistence writes. */
-  drainRows(): SlotEntry[] {
-    const rows: SlotEntry[] = [];
-    for (const cl of this.scopes.values()) if (cl.store.hasRowChanges) cl.store.drainRows(rows);
-    return rows;
-  }
-
-  /**
-   * This node's own cells changed since the last drainOwn (admissions and refunds): what
-   * replication ships. Keys near their limit that are still waiting come first.
-   */
-  drainOwn(): SlotEntry[] {
-    const own = this.drainUrgent();
-    for (const cl of this.scopes.values()) if (cl.store.hasOwnChanges) cl.store.drainOwn(own);
-    return own;
-  }
-
-  /** Own cells of the keys that reached half their limit or more since the last call (shipped with priority). */
-  drainUrgent(): SlotEntry[] {
-    const own: SlotEntry[] = [];
-    if (this.urgentKeys.length === 0) return own;
-    const keys = this.urgentKeys;
-    this.urgentKeys = [];
-    for (const { store, key } of keys) store.drainOwnKey(key, own);
-    return own;
-  }
-
-  /** Ship these own cells again (their publish failed): the next drainOwn takes their keys' current values. */
-  requeueOwn(cells: readonly SlotEntry[]): void {
-    for (const c of cells) this.scopes.get(c.scope)?.store.requeueOwn(c);
-    if (cells.length > 0) this.ownChanged.fire();
-  }
-
-  /** Mark every own cell held to be shipped (after a restart from storage). Returns keys marked. */
-  shipAllOwn(): number {
-    let n = 0;
-    for (const cl of this.scopes.values()) n += cl.store.markAllOwnDirty();
-    if (n > 0) this.ownChanged.fire();
-    return n;
-  }
-
-  private noteUrgent(store: SlotWindowStore, key: string): void {
-    const last = this.urgentKeys.length > 0 ? this.urgentKeys[this.urgentKeys.length - 1] : undefined;
-    // A hot key repeats: once in the list is enough (its cells are drained with their values then).
-    if ((last === undefined || last.key !== key || last.store !== store) && this.urgentKeys.length < MAX_URGENT) this.urgentKeys.push({ store, key });
-    this.urgent.fire();
-  }
-
-  /**
-   * Merge cells received from other nodes (or replayed from a stream). Idempotent. Cells for
-   * unknown scopes are counted and skipped; cells ahead of the local clock are held until it
-   * catches up. Returns the number of cells that changed state.
-   */
-  applyRemote(cells: readonly SlotEntry[], now: number, onAdmitted?: (cl: CompiledLimit, node: string, increase: number, slot: number) => void): number {
-    let changed = 0;
-    for (let i = 0; i < cells.length; i++) {
-      const c = cells[i];
-      const cl = this.scopes.get(c.scope);
-      if (cl === undefined) {
-        this.counters.unknownScopeCells++;
-        continue;
-      }
-      const current = Math.floor(now / cl.math.slotMs);
-      const refusal = remoteCellRefusal(cl, c, current);
-      if (refusal !== null) {
-        this.counters.refusedCells[refusal]++;
-        continue;
-      }
-      if (c.slot > current + this.maxFutureSlots) {
-        if (this.future.length < MAX_FUTURE_BUFFER) {
-          this.future.push(c);
-          this.counters.futureCellsHeld++;
-        } else this.counters.futureCellsDropped++;
-        continue;
-      }
-      const e = this.mergeInto(cl, c, current, now, true);
-      if (e >= 0) {
-        changed++;
-        const increase = cl.store.lastMergeIncreaseP;
-        if (increase > 0) {
-          if (onAdmitted !== undefined) onAdmitted(cl, c.node, increase, c.slot);
-          this.noteExcess(cl, e, now);
-        }
-      }
-    }
-    return changed;
-  }
-
-  /** Load rows from storage at start-up (not marked for persistence again). */
-  restore(rows: Iterable<SlotEntry>, now: number): number {
-    let n = 0;
-    for (const c of rows) {
-      const cl = this.scopes.get(c.scope);
-      if (cl === undefined) continue;
-      const current = Math.floor(now / cl.math.slotMs);
-      if (c.slot <= current - cl.store.ringSlots) continue;
-      if (this.mergeInto(cl, c, current, now, false) >= 0) n++;
-    }
-    return n;
-  }
-
-  /** Merge one cell; the entry index when the state changed, else −1. */
-  private mergeInto(cl: CompiledLimit, c: SlotEntry, current: number, now: number, markDirty: boolean): number {
-    const store = cl.store;
-    let e = store.find(c.key);
-    if (e < 0) {
-      if (c.slot <= current - store.ringSlots) return -1; // already expired here
-      e = this.createEntry(cl, c.key, Math.min(c.slot, current), now);
-    }
-    const node = this.nodes.intern(c.node);
-    return store.mergeCell(e, node, c.slot, c.p, c.n, markDirty) ? e : -1;
-  }
-
-  /** A merge raised a key's usage: remember how far above its limit it went (the overshoot actually seen). */
-  private noteExcess(cl: CompiledLimit, e: number, now: number): void {
-    const over = cl.math.usage(cl.store, e, now) - cl.math.capacity;
-    if (over <= 0) return;
-    const cur = this.excess.get(cl.scope);
-    if (cur === undefined || cur.untilMs < now) this.excess.set(cl.scope, { value: over, untilMs: now + cl.spec.windowMs });
-    else if (over >= cur.value) {
-      cur.value = over;
-      cur.untilMs = now + cl.spec.windowMs;
-    }
-  }
-
-  /**
-   * The largest usage above the limit that merging other nodes' counts revealed for any key of
-   * `scope` within the last window (0 if none): the overshoot that actually happened.
-   */
-  observedExcess(scope: ScopeId, now: number): number {
-    const cur = this.excess.get(scope);
-    return cur === undefined || cur.untilMs < now ? 0 : cur.value;
-  }
-
-  /**
-   * Periodic maintenance: drop keys whose slots have all expired (up to `budget` entries
-   * scanned per limit) and apply held-back remote cells whose time has come.
-   */
-  sweep(now: number, budget = 10_000): number {
-    let evicted = 0;
-    for (const cl of this.scopes.values()) {
-      const n = cl.store.sweepIdle(Math.floor(now / cl.math.slotMs), budget);
-      evicted += n;
-    }
-    this.liveKeys -= evicted;
-    this.counters.idleEvictions += evicted;
-    this.sharing?.sweep(now, (scope) => this.scopes.get(scope)?.spec.windowMs);
-    if (this.future.length > 0) {
-      const held = this.future;
-      this.future = [];
-      this.applyRemote(held, now);
-      this.counters.futureCellsHeld -= held.length - this.future.length;
-    }
-    return evicted;
-  }
-
-  stats(): EngineStats {
-    return {
-      liveKeys: this.liveKeys,
-      capEvictions: this.counters.capEvictions,
-      ruleKeyCapDenials: this.counters.ruleKeyCapDenials,
-      degradedShareDenials: this.counters.degradedShareDenials,
-      degradedClosedDenials: this.counters.degradedClosedDenials,
-      idleEvictions: this.counters.idleEvictions,
-      unknownScopeCells: this.counters.unknownScopeCells,
-      futureCellsHeld: this.future.length,
-      futureCellsDropped: this.counters.futureCellsDropped,
-      refusedCells: { ...this.counters.refusedCells },
-      scopes: this.scopes.size,
-    };
-  }
-
-  /** Every non-zero cell of every scope (full state; for tests, snapshots and rebuilds). */
-  snapshot(): SlotEntry[] {
-    const out: SlotEntry[] = [];
-    for (const cl of this.scopes.values()) for (const c of cl.store.snapshot()) out.push(c);
-    return out;
-  }
-
-  /** All scopes (for storage expiry and metrics). */
-  allScopes(): IterableIterator<CompiledLimit> {
-    return this.scopes.values();
-  }
-
-  // ---- keys and eviction ----
-
-  private createEntry(lim: CompiledLimit, key: string, slot: number, now: number, protect?: string): number {
-    if (this.liveKeys >= this.maxKeys) this.evictOne(now, protect);
-    this.liveKeys++;
-    return lim.store.ensure(key, slot);
-  }
-
-  /**
-   * Evict the least useful key: sample a few keys (like Redis' approximated LRU) and drop the
-   * one with the lowest usage relative to its limit, breaking ties by the oldest activity. A
-   * key at or over its limit is never chosen while a sampled key under its limit exists; the
-   * sample grows up to 64 keys to find one.
-   */
-  private evictOne(now: number, protect?: string): void {
-    const scopes = [...this.scopes.values()].filter((s) => s.store.size > 0);
-    if (scopes.length === 0) return;
-    let best: CompiledLimit | undefined;
-    let bestE = -1;
-    let bestScore = Infinity;
-    for (let i = 0; i < EVICTION_MAX_SAMPLES; i++) {
-      const cl = pickWeighted(scopes, this.random);
-      const e = cl.store.sampleLive(this.random);
-      if (e < 0) continue;
-      if (protect !== undefined && cl.store.keyOf(e) === protect) continue;
-      const current = Math.floor(now / cl.math.slotMs);
-      const lastActive = cl.store.headOf(e);
-      cl.store.advance(e, current);
-      const usage = cl.math.usage(cl.store, e, now);
-      const ratio = usage / cl.math.capacity;
-      const limited = ratio >= 1;
-      // Lower is less useful: under-limit keys score in [0, 1), limited keys ≥ 2; older activity lowers the score slightly.
-      const age = current - lastActive;
-      const score = (limited ? 2 : ratio) - Math.min(age, 1000) * 1e-6;
-      if (score < bestScore) {
-        bestScore = score;
-        best = cl;
-        bestE = e;
-      }
-      // Under-limit keys score below 1, limited ones above 1.99 (age only breaks ties within a class).
-      if (i + 1 >= EVICTION_SAMPLES && bestScore < 1.5) break;
-    }
-    if (best === undefined || bestE < 0) return;
-    best.store.evict(bestE);
-    this.liveKeys--;
-    this.counters.capEvictions++;
-  }
-}
-
-function pickWeighted(scopes: readonly CompiledLimit[], random: () => number): CompiledLimit {
-  if (scopes.length === 1) return scopes[0];
-  let total = 0;
-  for (const s of scopes) total += s.store.size;
-  let r = random() * total;
-  for (const s of scopes) {
-    r -= s.store.size;
-    if (r < 0) return s;
-  }
-  return scopes[scopes.length - 1];
 }
 
 export function createEngine(opts: EngineOptions): Engine {

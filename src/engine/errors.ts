@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   ADMISSION_EXPIRED: "The admission's window has passed; there is nothing left to refund.",
   ADMISSION_ALREADY_REFUNDED: 'The admission was already refunded.',
   ADMISSION_OTHER_NODE: 'The admission was made on another node; refund it there.',
+  PRIORITY_RESERVED: "Only the rule's reserve is left, kept for higher-priority checks: this check's priority is below it.",
   RULE_KEY_CAP: "The rule holds its maximum number of keys (maxKeys): a new key is denied until some expire.",
   SHARE_WAIT: 'The key is near its limit and this node has used its share of the headroom: it waits for the other nodes\' counts before admitting more.',
   DEGRADED_SHARE: 'Peers cannot be seen and the rule is in share mode: this node has admitted its share of the limit.',
@@ -53,6 +54,10 @@ export const ERROR_CODES = {
   RULES_TOO_LARGE: 'The rules document is larger than a rules message can carry (1 000 000 bytes of JSON).',
   RULES_VERSION_STALE: 'If-Match names a rules version that is no longer the current one: read the rules again and retry.',
   RULE_NOT_FOUND: 'No rule with this id in the rules in force.',
+  RULE_INVALID_PATTERN: 'A key pattern is malformed ("*" only at the end or alone), or a child rule\'s key is outside its parent\'s pattern.',
+  RULE_UNKNOWN_PARENT: 'A rule names a parent that is not a rule of the document.',
+  RULE_UNKNOWN_TIER: 'A rule, the key-to-tier mapping or the default tier names a tier the document does not declare.',
+  RULE_CYCLE: 'The parents of a rule loop back to it.',
   // Replication and codec
   CODEC_MALFORMED: 'A replicated message is not a valid msgpack delta envelope.',
   CODEC_UNSUPPORTED_VERSION: 'A replicated message has an unknown wire format version.',

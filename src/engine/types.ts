@@ -6,11 +6,16 @@ import type { SlotEntry } from '../../crdt/types.ts';
 
 export type Algorithm = 'sliding-window' | 'fixed-window' | 'token-bucket';
 
-/** A check: may this request go ahead? `cost` defaults to 1. */
+/** How much a request matters, lowest first (default `normal`): rules may reserve capacity for, or be bypassed by, a priority. */
+export const PRIORITIES = ['low', 'normal', 'high', 'critical'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** A check: may this request go ahead? `cost` defaults to 1, `priority` to `normal`. */
 export interface CheckRequest {
   key: string;
   metadata?: Readonly<Record<string, string>>;
   cost?: number;
+  priority?: Priority;
 }
 
 /** A refund: a previously admitted request did not happen (counted through the PN-counter's `n`). */
@@ -39,15 +44,32 @@ export interface Decision {
   ruleId: string | null;
   /** Name of the binding policy (`<ruleId>/<index>`), or null when no rule matched. */
   policy: string | null;
+  /** Level in the rules hierarchy of the rule that decided (absent when no rule matched). */
+  level?: RuleLevel;
   /**
    * Set on a denial that is not about usage: `RULE_KEY_CAP` (the rule holds its most keys);
    * `DEGRADED_SHARE` (peers unseen: this node used its share of the limit); `DEGRADED_CLOSED`
    * (peers unseen and the rule's mode is `closed`); `SHARE_WAIT` (the key is near its limit and
-   * this node has used its share of the headroom: it waits for the peers' counts, src/engine/sharing.ts).
+   * this node has used its share of the headroom: it waits for the peers' counts, src/engine/sharing.ts);
+   * `PRIORITY_RESERVED` (only the rule's reserve is left, kept for higher priorities).
    */
-  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED' | 'SHARE_WAIT';
+  code?: 'RULE_KEY_CAP' | 'DEGRADED_SHARE' | 'DEGRADED_CLOSED' | 'SHARE_WAIT' | 'PRIORITY_RESERVED';
+  /** Set (true) when the request's priority bypasses the rule: allowed, and counted nowhere. */
+  bypassed?: boolean;
   /** Names this admission for a refund (set by the HTTP adapter on allowed checks that counted). */
   admissionId?: string;
+}
+
+/**
+ * The answer to several checks decided together (one per dimension: per IP, per user, per
+ * resource…): all must pass. Either every dimension was counted, or none was.
+ */
+export interface MultiDecision {
+  allowed: boolean;
+  /** Per dimension, in request order: its decision (when denied, what it would have been; nothing counted). */
+  decisions: Decision[];
+  /** The dimension that decides: the one that denied (the longest wait), else the most restrictive (least remaining). */
+  binding: number;
 }
 
 export interface RefundResult {
@@ -106,6 +128,44 @@ export interface RuleSpec {
    * only): src/engine/sharing.ts. Off, each node admits up to the limit as it sees it.
    */
   nearLimitSharing?: boolean;
+  /** The rule it refines (hierarchy): unset fields are inherited from it, already resolved here. */
+  parent?: string;
+  /** The tier a request must be in for this rule to apply (see RulesConfig.tiers). */
+  tier?: string;
+  /** Its level in the hierarchy: `default` (no parent), `tier` (has a tier), `override` (one exact key under a parent). */
+  level?: RuleLevel;
+  /** The last `share` of each limit is kept for requests of priority `for` or higher. */
+  reserve?: { share: number; for: Priority };
+  /** Priorities this rule lets through without limiting or counting them. */
+  bypass?: readonly Priority[];
+  /** Scale every limit between floor × and ceiling × its value from a load signal (src/engine/adaptive.ts). */
+  adaptive?: AdaptiveSpec;
+  /** Fields inherited through `parent`, each with the id of the rule that wrote it. */
+  inherited?: Readonly<Partial<Record<'key' | 'metadata' | 'tier' | 'limits' | 'priority' | 'maxKeys' | 'degraded' | 'nearLimitSharing' | 'reserve' | 'bypass' | 'adaptive', string>>>;
+}
+
+/** A rule's adaptive limits: the factor follows the health of `signal` between `floor` and `ceiling`. */
+export interface AdaptiveSpec {
+  /** `event-loop-delay` (this node's), or a name posted to PUT /v1/signals/:name. */
+  signal: string;
+  /** Factor of every limit at health 0 (overloaded). */
+  floor: number;
+  /** Factor at health 1 (healthy). Default 1. */
+  ceiling: number;
+}
+
+/** Where a rule sits in the hierarchy: global defaults → tiers → individual overrides. */
+export type RuleLevel = 'default' | 'tier' | 'override';
+
+/** How a request's tier is found: the key mapping first, then a metadata entry, then the default. */
+export interface TiersSpec {
+  names: readonly string[];
+  /** Metadata entry naming the tier (e.g. "tier"). */
+  metadata?: string;
+  /** Exact keys mapped to a tier (wins over the metadata). */
+  keys: Readonly<Record<string, string>>;
+  /** The tier of a request neither the mapping nor the metadata names. */
+  default?: string;
 }
 
 /** A rule's degradation mode: src/engine/degradation.ts. */
@@ -115,6 +175,8 @@ export interface RulesConfig {
   version: 1;
   slotsPerWindow: number;
   rules: readonly RuleSpec[];
+  /** Tiers (hierarchy); absent when the document declares none. */
+  tiers?: TiersSpec;
 }
 
 /** A policy as advertised in the RateLimit-Policy header. */
@@ -141,6 +203,8 @@ export interface Limiter {
   /** This node's id: admission ids name it. */
   readonly nodeId: string;
   decide(req: CheckRequest, now: number): Decision;
+  /** Several checks that must all pass: decided together, then all counted or none (optional for a Limiter). */
+  decideAll?(reqs: readonly CheckRequest[], now: number): MultiDecision;
   /** Give back exactly one remembered admission (this node's own count, never more than it). */
   refundAdmission(a: AdmissionRecord, now: number): RefundResult;
   /** Give back this node's own count of a key in its live windows (admin reset). */

@@ -4,6 +4,8 @@
  *
  * Routes
  *   POST /v1/check        {key, metadata?, cost?, requestId?}  -> 200 allowed | 429 denied, Decision
+ *                         {checks: [{key, metadata?, cost?, name?}, ...]}  -> 200 | 429, all must pass:
+ *                         the deciding dimension's Decision + {dimension, dimensions} (none counted when denied)
  *   POST /v1/check/batch  {checks: [{key, metadata?, cost?, requestId?}, ...]}  -> 200 {results: Decision[]}
  *   POST /v1/refund       {admissionId}                    -> 200 RefundResult (src/http/admission-routes.ts)
  *   POST /v1/admin/reset  {key, metadata?}  (admin token)  -> 200 ResetResult
@@ -11,6 +13,8 @@
  *   GET  /v1/check?key=&cost=&m.<name>=                    -> 200 allowed | denyStatus denied
  *                                                             (no key: keyed by the client IP)
  *   GET  /v1/usage, GET /v1/status (admin token with restrictStatus)
+ *   GET  /v1/rules/explain?key=&m.<name>=  (admin token)  -> 200 Explanation (src/http/explain-routes.ts)
+ *   PUT  /v1/signals/:name  {health}       (admin token)  -> 200 signal state (src/http/signal-routes.ts)
  *   GET  /healthz, GET /readyz (always open)
  *
  * An allowed check that counted answers an `admissionId` (src/engine/admissions.ts) that a
@@ -24,10 +28,14 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { Explanation } from '../engine/explain.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
 import { afterCommitWith } from './commit.ts';
 import { settleShareWait, type ShareWait } from './share-wait.ts';
 import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
+import { registerExplainRoute } from './explain-routes.ts';
+import { registerSignalRoute } from './signal-routes.ts';
+import type { SignalState } from '../engine/adaptive.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
@@ -39,8 +47,8 @@ import {
   appOptionsSchema,
   batchBodySchema,
   batchResultSchema,
-  checkBodySchema,
   checkKey,
+  checkRouteBodySchema,
   checkMetadataBytes,
   decisionSchema,
   errorBodySchema,
@@ -48,6 +56,7 @@ import {
   readySchema,
   type BatchBody,
   type CheckBody,
+  type CheckRouteBody,
   type InputLimits,
   type InputProblem,
 } from './schemas.ts';
@@ -106,6 +115,10 @@ export interface BuildAppOptions {
    * Read-only usage of a key (GET /v1/usage): counts nothing. Absent: the route is not served.
    */
   inspect?: (key: string, metadata: Readonly<Record<string, string>> | undefined, now: number) => UsageReport;
+  /** What GET /v1/rules/explain answers (admin token). Absent: the route is not served. */
+  explain?: (key: string, metadata: Readonly<Record<string, string>> | undefined) => Explanation;
+  /** Takes a load signal for adaptive rules (PUT /v1/signals/:name, admin token). Absent: the route is not served. */
+  setSignal?: (name: string, health: number, at: number) => SignalState;
   /** What GET /v1/status answers. Absent: the route is not served. */
   status?: () => unknown;
   /** Called on the new instance before any route is declared (metrics: per-route hooks). */
@@ -224,7 +237,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     const id = req.requestId;
     if (id === undefined) {
       const d = admitted(limiter.decide(req, at), req, at);
-      return { d, counted: d.allowed && d.ruleId !== null };
+      return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
     }
     const cost = req.cost ?? 1;
     const seen = recent.get(id, req.key, cost, at);
@@ -232,13 +245,13 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     const d = admitted(limiter.decide(req, at), req, at);
     // A SHARE_WAIT counted nothing and is decided again: a repeat is a new decision.
     if (d.code !== 'SHARE_WAIT') recent.remember(id, req.key, cost, d, at);
-    return { d, counted: d.allowed && d.ruleId !== null };
+    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
   };
   const shareWait = opts.shareWait !== undefined && opts.shareWait.maxWaitMs > 0 ? opts.shareWait : undefined;
   /** A check answered SHARE_WAIT is decided again as the peers' counts arrive (src/http/share-wait.ts). */
   const settled = async (first: Decision, decide: () => Decision): Promise<{ d: Decision; counted: boolean }> => {
     const d = await settleShareWait(first, decide, shareWait!);
-    return { d, counted: d.allowed && d.ruleId !== null };
+    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
   };
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
@@ -275,16 +288,48 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
 
   const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
 
+  /** Several dimensions that must all pass: decided together, counted all or none. */
+  const checkDimensions = (body: CheckRouteBody, req: FastifyRequest, reply: FastifyReply) => {
+    const checks = body.checks!;
+    for (const field of ['key', 'metadata', 'cost', 'priority', 'requestId'] as const) {
+      if (body[field] !== undefined) throw inputError('INVALID_BODY', `give either "key" (one check) or "checks" (several dimensions), not both: "${field}" belongs in each check`, `/${field}`);
+    }
+    for (let i = 0; i < checks.length; i++) {
+      const c = checks[i];
+      const p = checkKey(c.key, limits, `/checks/${i}/key`) ?? (c.metadata !== undefined ? checkMetadataBytes(c.metadata, limits, `/checks/${i}/metadata`) : null);
+      if (p !== null) refuse(p);
+    }
+    if (limiter.decideAll === undefined) throw inputError('INVALID_BODY', 'this limiter does not decide several dimensions in one check', '/checks');
+    const t = now();
+    const reqs: CheckRequest[] = checks.map((c) => ({ key: c.key, metadata: c.metadata, cost: c.cost, priority: c.priority }));
+    const m = limiter.decideAll(reqs, t);
+    const decided = m.decisions.map((d, i) => (m.allowed ? admitted(d, reqs[i], t) : d));
+    const dimensions = decided.map((d, i) => (checks[i].name === undefined ? { key: checks[i].key, ...d } : { key: checks[i].key, name: checks[i].name, ...d }));
+    const name = checks[m.binding].name;
+    const answer: Record<string, unknown> = { ...decided[m.binding], dimension: m.binding };
+    if (name !== undefined) answer.dimensionName = name;
+    answer.dimensions = dimensions;
+    report(m.decisions[m.binding], ROUTE_CHECK, req);
+    const h = headers.headersFor(m.decisions[m.binding]);
+    if (h !== null) reply.headers(h);
+    reply.code(m.allowed ? 200 : 429);
+    reply.serializer(JSON.stringify);
+    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null && d.bypassed !== true);
+    return afterCommit(reply, counted, () => reply.send(answer));
+  };
+
   app.post(
     '/v1/check',
-    { ...apiGuard, schema: { body: checkBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
+    { ...apiGuard, schema: { body: checkRouteBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
     (req, reply) => {
-      const body = req.body as CheckBody;
+      const body = req.body as CheckRouteBody;
+      if (body.checks !== undefined) return checkDimensions(body, req, reply);
+      if (body.key === undefined) throw inputError('KEY_MISSING', 'key is required (or checks, for several dimensions)', '/key');
       const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
       if (p !== null) refuse(p);
-      const first = decideBody(body, now());
+      const first = decideBody(body as CheckBody, now());
       if (first.d.code === 'SHARE_WAIT' && shareWait !== undefined) {
-        return settled(first.d, () => decideBody(body, now()).d).then(({ d, counted }) => {
+        return settled(first.d, () => decideBody(body as CheckBody, now()).d).then(({ d, counted }) => {
           report(d, ROUTE_CHECK, req);
           return sendDecision(reply, d, 429, counted);
         });
@@ -358,6 +403,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       return { key: q.key, ruleId: r.ruleId, limits: r.limits.map((l) => ({ policy: l.policy, usage: round2(l.usage), limit: l.capacity })) };
     });
   }
+
+  if (opts.explain !== undefined) registerExplainRoute(app, { explain: opts.explain, limits, adminGuard: { onRequest: admin.hook } });
+  if (opts.setSignal !== undefined) registerSignalRoute(app, { setSignal: opts.setSignal, now, adminGuard: { onRequest: admin.hook }, errorResponses });
 
   if (opts.status !== undefined) {
     const status = opts.status;

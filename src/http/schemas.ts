@@ -9,6 +9,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Problem } from '../engine/errors.ts';
+import { PRIORITIES, type Priority } from '../engine/types.ts';
 
 /** Limits of the HTTP input, resolved from the buildApp options. */
 export interface InputLimits {
@@ -56,6 +57,11 @@ export function costSchema(l: InputLimits) {
   return Type.Integer({ minimum: 1, maximum: l.maxCost });
 }
 
+/** A check's priority (src/engine/types.ts PRIORITIES). */
+export function prioritySchema() {
+  return Type.Unsafe<Priority>({ type: 'string', enum: [...PRIORITIES] });
+}
+
 /** Metadata: an object of strings. Written raw (not Type.Record) to avoid a per-property regex. */
 export function metadataSchema(l: InputLimits) {
   return Type.Unsafe<Record<string, string>>({
@@ -72,8 +78,44 @@ export function checkBodySchema(l: InputLimits) {
       key: keySchema(l),
       metadata: Type.Optional(metadataSchema(l)),
       cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
       /** Set by a client that may retry: a repeat within a few seconds is answered without counting again (src/http/request-ids.ts). */
       requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    },
+    { additionalProperties: false },
+  );
+}
+
+/** Most dimensions in one POST /v1/check. */
+export const MAX_DIMENSIONS = 16;
+
+/** One dimension of a multi-dimension check: a key (with its metadata), its cost, an optional name for the answer. */
+export function dimensionSchema(l: InputLimits) {
+  return Type.Object(
+    {
+      key: keySchema(l),
+      metadata: Type.Optional(metadataSchema(l)),
+      cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
+      name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    },
+    { additionalProperties: false },
+  );
+}
+
+/**
+ * POST /v1/check: one check (`key`, …) or several dimensions that must all pass (`checks`).
+ * Exactly one of `key` and `checks` (checked by the handler: a schema cannot say it simply).
+ */
+export function checkRouteBodySchema(l: InputLimits) {
+  return Type.Object(
+    {
+      key: Type.Optional(keySchema(l)),
+      metadata: Type.Optional(metadataSchema(l)),
+      cost: Type.Optional(costSchema(l)),
+      priority: Type.Optional(prioritySchema()),
+      requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      checks: Type.Optional(Type.Array(dimensionSchema(l), { minItems: 1, maxItems: MAX_DIMENSIONS })),
     },
     { additionalProperties: false },
   );
@@ -99,6 +141,8 @@ export function batchBodySchema(l: InputLimits) {
 }
 
 export type CheckBody = Static<ReturnType<typeof checkBodySchema>>;
+export type CheckRouteBody = Static<ReturnType<typeof checkRouteBodySchema>>;
+export type DimensionBody = Static<ReturnType<typeof dimensionSchema>>;
 export type RefundBody = Static<ReturnType<typeof refundBodySchema>>;
 export type ResetBody = Static<ReturnType<typeof resetBodySchema>>;
 export type BatchBody = Static<ReturnType<typeof batchBodySchema>>;
@@ -114,7 +158,9 @@ export const decisionSchema = Type.Object({
   retryAfterMs: Type.Number(),
   ruleId: NullableString,
   policy: NullableString,
+  level: Type.Optional(Type.String()),
   code: Type.Optional(Type.String()),
+  bypassed: Type.Optional(Type.Boolean()),
   admissionId: Type.Optional(Type.String()),
 });
 

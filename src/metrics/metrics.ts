@@ -15,7 +15,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FastifyInstance, onRequestHookHandler, onResponseHookHandler } from 'fastify';
 import type { EngineStats } from '../engine/engine.ts';
-import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { CheckRequest, Decision, Limiter, MultiDecision } from '../engine/types.ts';
 import type { CodecErrorCode } from '../../crdt/index.ts';
 import type { ReplicationErrorCode } from '../replication/errors.ts';
 import type { Replicator } from '../replication/replicator.ts';
@@ -123,6 +123,8 @@ export class NodeMetrics {
       c.inc({ reason: 'idle' }, e.idleEvictions);
     });
     counter(r, 'regionlimit_rule_key_cap_denials_total', 'Checks of new keys denied because their rule held its maxKeys (RULE_KEY_CAP).', [], (c) => c.inc(snapshot().status.engine.ruleKeyCapDenials));
+    counter(r, 'regionlimit_priority_reserved_denials_total', "Checks denied because only their rule's reserve was left and their priority is below it (PRIORITY_RESERVED).", [], (c) => c.inc(snapshot().status.engine.priorityReservedDenials));
+    counter(r, 'regionlimit_priority_bypasses_total', 'Checks a rule let through uncounted because of their priority (bypass).', [], (c) => c.inc(snapshot().status.engine.priorityBypasses));
     gauge(r, 'regionlimit_admissions_held', 'Admission ids remembered for refunds.', [], (g) => g.set(snapshot().status.admissions.held));
     gauge(r, 'regionlimit_rules_info', 'The version of the rules in force (label version, always 1): every node shows the same one once a change has converged.', ['version'], (g) => {
       const v = snapshot().status.rules;
@@ -255,6 +257,22 @@ export class NodeMetrics {
         c[d.allowed ? 0 : 1]++;
         return d;
       },
+      ...(inner.decideAll !== undefined
+        ? {
+            decideAll(reqs: readonly CheckRequest[], at: number): MultiDecision {
+              const t0 = performance.now();
+              const m = inner.decideAll!(reqs, at);
+              hist.observe((performance.now() - t0) / 1000);
+              // Allowed: every dimension was counted; denied: only the denying one decided.
+              for (const d of m.allowed ? m.decisions : [m.decisions[m.binding]]) {
+                let c = checks.get(d.ruleId);
+                if (c === undefined) checks.set(d.ruleId, (c = [0, 0]));
+                c[d.allowed ? 0 : 1]++;
+              }
+              return m;
+            },
+          }
+        : {}),
       refundAdmission: (a, at) => inner.refundAdmission(a, at),
       resetOwn: (req, at) => inner.resetOwn(req, at),
       admissionTtlMs: (ruleId) => inner.admissionTtlMs(ruleId),

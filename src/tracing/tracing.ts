@@ -54,6 +54,7 @@ export function traceChecks(inner: Limiter, tracer: Tracer, every: number): Limi
         span.end();
       }
     },
+    ...(inner.decideAll !== undefined ? { decideAll: inner.decideAll.bind(inner) } : {}),
     refundAdmission: (a, at) => inner.refundAdmission(a, at),
     resetOwn: (req, at) => inner.resetOwn(req, at),
     admissionTtlMs: (ruleId) => inner.admissionTtlMs(ruleId),

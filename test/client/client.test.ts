@@ -57,6 +57,19 @@ describe('LimiterClient', () => {
     expect((await c.usage('few:1')).limits[0]).toMatchObject({ usage: 1, limit: 2 });
   });
 
+  it('checkAll: several dimensions in one request, all counted or none', async () => {
+    const c = client({ token: TOKEN });
+    const ok = await c.checkAll([{ key: 'many:all' }, { key: 'few:all' }]);
+    expect(ok).toMatchObject({ allowed: true, binding: 1 });
+    expect(ok.decisions.map((d) => d.ruleId)).toEqual(['many', 'few']);
+    expect(ok.decisions[1]).not.toHaveProperty('key');
+    await c.checkAll([{ key: 'many:all' }, { key: 'few:all' }]);
+    const no = await c.checkAll([{ key: 'many:all' }, { key: 'few:all' }]);
+    expect(no).toMatchObject({ allowed: false, binding: 1 });
+    expect((await c.usage('many:all')).limits[0].usage).toBe(2);
+    await expect(c.checkAll([{ key: '' }])).rejects.toMatchObject({ code: 'KEY_EMPTY' });
+  });
+
   it('sends concurrent checks as one batch request, each caller getting its own Decision', async () => {
     const c = client({ token: TOKEN });
     const before = c.stats.requests;

@@ -68,6 +68,18 @@ describe('createLimiter', () => {
     expect(c.ruleId).toBeNull();
   });
 
+  it('checkAll: several dimensions all counted, or none when one is denied', async () => {
+    const dir = tempDir();
+    const l = await limiter({ rules: { rules: [{ id: 'ip', key: 'ip:*', limits: [{ limit: 10, window: '1m' }] }, { id: 'user', key: 'u:*', limits: [{ limit: 1, window: '1m' }] }] }, data: join(dir, 'data') });
+    const ok = await l.checkAll([{ key: 'ip:1' }, { key: 'u:1' }]);
+    expect(ok).toMatchObject({ allowed: true, binding: 1 });
+    expect(typeof ok.decisions[0].admissionId).toBe('string');
+    const no = await l.checkAll([{ key: 'ip:1' }, { key: 'u:1' }]);
+    expect(no).toMatchObject({ allowed: false, binding: 1 });
+    expect(l.usage('ip:1').limits[0].usage).toBe(1);
+    expect(((await l.checkAll([]).catch((e: unknown) => e)) as LimiterError).code).toBe('BATCH_INVALID');
+  });
+
   it('refuses bad input with the HTTP API codes and counts nothing for a refused batch', async () => {
     const l = await limiter({ rules, data: join(tempDir(), 'data') });
     const code = async (p: Promise<unknown>) => ((await p.catch((e: unknown) => e)) as LimiterError).code;

@@ -138,7 +138,7 @@ describe('invalid rules: every problem, with code, file and path', () => {
 
   it('"*" anywhere but alone or at the end of a key pattern', () => {
     for (const key of ['a*b', '*a', '**', 'a**', 'user:*:x']) {
-      expect(invalid({ rules: [rule({ key })] }), key).toEqual([expect.objectContaining({ code: 'RULE_INVALID', path: '/rules/0/key' })]);
+      expect(invalid({ rules: [rule({ key })] }), key).toEqual([expect.objectContaining({ code: 'RULE_INVALID_PATTERN', path: '/rules/0/key' })]);
     }
     for (const key of ['*', 'a*', 'user:*', 'exact']) expect(() => validateRules({ rules: [rule({ key })] })).not.toThrow();
   });
@@ -189,7 +189,7 @@ rules:
     const { error, problems } = problemsOf(() => loadRulesFile(path));
     expect(error.code).toBe('CONFIG_INVALID');
     expect(problems.map((p) => [p.code, p.file, p.path])).toEqual([
-      ['RULE_INVALID', path, '/rules/0/key'],
+      ['RULE_INVALID_PATTERN', path, '/rules/0/key'],
       ['RULE_INVALID_WINDOW', path, '/rules/0/limits/0/window'],
       ['RULE_INVALID', path, '/rules/0/limits/1/burst'],
       ['RULE_DUPLICATE_ID', path, '/rules/1/id'],
@@ -213,7 +213,7 @@ rules:
         ['RULE_INVALID', '/rules/1/limits/1/limit'],
         ['RULE_INVALID', '/rules/2'],
         ['RULE_DUPLICATE_ID', '/rules/1/id'],
-        ['RULE_INVALID', '/rules/1/key'],
+        ['RULE_INVALID_PATTERN', '/rules/1/key'],
         ['RULE_INVALID_WINDOW', '/rules/1/limits/0/window'],
         ['RULE_INVALID', '/rules/1/limits/1/burst'],
       ]),

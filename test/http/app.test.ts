@@ -250,7 +250,7 @@ describe('POST /v1/check: refused input counts nothing', () => {
   it('unknown fields -> 400 UNKNOWN_FIELD (not silently dropped)', async () => {
     const key = fresh('r:');
     await expectRefused(key, () => check({ key, kee: 'x' }), 400, 'UNKNOWN_FIELD', '/kee');
-    await expectRefused(key, () => check({ key, priority: 'high' }), 400, 'UNKNOWN_FIELD', '/priority');
+    await expectRefused(key, () => check({ key, weight: 'high' }), 400, 'UNKNOWN_FIELD', '/weight');
   });
 
   it('a body that is not an object, or no body -> 400 INVALID_BODY', async () => {

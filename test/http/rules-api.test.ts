@@ -110,7 +110,7 @@ describe('rules admin API', () => {
       ['zero limit', rule({ limits: [{ limit: 0, window: '1s' }] }), 'RULE_INVALID', '/rules/0/limits/0/limit'],
       ['negative limit', rule({ limits: [{ limit: -5, window: '1s' }] }), 'RULE_INVALID', '/rules/0/limits/0/limit'],
       ['duplicate id', { version: 1, rules: [RULES.rules[0], RULES.rules[0]] }, 'RULE_DUPLICATE_ID', '/rules/1/id'],
-      ['bad pattern', rule({ key: 'a*b' }), 'RULE_INVALID', '/rules/0/key'],
+      ['bad pattern', rule({ key: 'a*b' }), 'RULE_INVALID_PATTERN', '/rules/0/key'],
       ['no rules', { version: 1 }, 'RULE_INVALID', '/rules'],
       ['not JSON', '{"rules": [', 'CONFIG_UNREADABLE'],
       ['not an object', '[1, 2]', 'RULE_INVALID'],
