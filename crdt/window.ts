@@ -44,6 +44,10 @@ export interface DrainResult {
 }
 
 const INITIAL_CAPACITY = 64;
+/** Shared zero-length arrays: a store holds them until its first key (grow replaces them). */
+const EMPTY_F64 = new Float64Array(0);
+const EMPTY_U8 = new Uint8Array(0);
+const EMPTY_U32 = new Uint32Array(0);
 
 export class SlotWindowStore {
   readonly scope: ScopeId;
@@ -54,17 +58,19 @@ export class SlotWindowStore {
   private readonly index = new Map<string, number>();
   private keys: (string | undefined)[] = [];
   private capacity = 0;
+  private readonly initialCapacity: number;
   private highWater = 0;
   private live = 0;
   private readonly freeList: number[] = [];
 
-  private heads = new Float64Array(0);
-  private sums = new Float64Array(0);
-  private dirtyFrom = new Float64Array(0);
-  private ownDirtyFrom = new Float64Array(0);
-  private flags = new Uint8Array(0);
+  // Empty until the first key arrives (a store of a rule nobody uses allocates no arrays).
+  private heads = EMPTY_F64;
+  private sums = EMPTY_F64;
+  private dirtyFrom = EMPTY_F64;
+  private ownDirtyFrom = EMPTY_F64;
+  private flags = EMPTY_U8;
   /** Local node's admitted cost, R cells per entry. Own p per slot never exceeds a limit (< 2^31). */
-  private own = new Uint32Array(0);
+  private own = EMPTY_U32;
   private readonly exts = new Map<number, Ext>();
 
   /** Total cost the local node has admitted into this store (for admission-rate estimates). */
@@ -87,7 +93,7 @@ export class SlotWindowStore {
     this.slotMs = geometry.slotMs;
     this.ringSlots = geometry.ringSlots;
     this.nodes = nodes;
-    this.grow(Math.max(1, initialCapacity));
+    this.initialCapacity = Math.max(1, initialCapacity);
   }
 
   /** Number of live keys. */
@@ -469,7 +475,7 @@ export class SlotWindowStore {
     if (this.freeList.length > 0) {
       e = this.freeList.pop()!;
     } else {
-      if (this.highWater === this.capacity) this.grow(this.capacity * 2);
+      if (this.highWater === this.capacity) this.grow(this.capacity === 0 ? this.initialCapacity : this.capacity * 2);
       e = this.highWater++;
     }
     this.index.set(key, e);

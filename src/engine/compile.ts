@@ -99,6 +99,15 @@ export function rescale(rule: CompiledRule, factor: number, slotsPerWindow: numb
   rule.adaptive!.factor = factor;
 }
 
+/**
+ * Room for keys a new store starts with (it doubles as keys come): an exact-key rule only ever
+ * holds its one key, and with many small stores (thousands of per-key overrides and prefixes)
+ * unused room is what makes each check miss the cache.
+ */
+function initialKeysOf(key: string): number {
+  return key === '*' ? 64 : key.endsWith('*') ? 8 : 1;
+}
+
 export function keyMatchOf(key: string): KeyMatch {
   return key === '*' ? { kind: 'any' } : key.endsWith('*') ? { kind: 'prefix', value: key.slice(0, -1) } : { kind: 'exact', value: key };
 }
@@ -123,7 +132,7 @@ export function compileRule(
     const math = new LimitMath(params);
     const top = r.adaptive === undefined ? 1 : Math.max(1, r.adaptive.ceiling);
     const bound = top === 1 ? math : new LimitMath(scaledParams(params, top));
-    const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes);
+    const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes, initialKeysOf(r.key));
     const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
     const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
     const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, bound, policy, mode: r.degraded ?? 'share', sharing: r.nearLimitSharing !== false && spec.algorithm !== 'token-bucket', level };
