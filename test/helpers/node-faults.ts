@@ -30,7 +30,7 @@ export async function startRig(o: { limit: number; staleAfter: string; durabilit
   const sc = await startSupercluster({ nodes, gatewayProxies: true, pingInterval: '2s' });
   let fleet: Fleet | undefined;
   try {
-    fleet = await Fleet.start({ cluster: sc, nodes, rules: modeRules(o.limit, 'sliding-window'), extraArgs: ['--stale-after', o.staleAfter] });
+    fleet = await Fleet.start({ cluster: sc, nodes, rules: modeRules(o.limit), extraArgs: ['--stale-after', o.staleAfter] });
     const f = fleet;
     await waitFor('every node to hear the others', async () => (await statuses(f.nodes)).every((s) => s.replication.peers.length === f.nodes.length - 1), { timeoutMs: 30_000, intervalMs: 200 });
   } catch (err) {

@@ -418,11 +418,12 @@ export const ONE_NODE_PER_REGION: readonly NodeSpec[] = REGIONS.map((region) => 
 
 /**
  * Rules of the degradation-mode tests: `sh:*` (share, the default), `op:*` (open) and `cl:*`
- * (closed), `ns:*` (share, without near-limit sharing), each `limit` per hour (a fixed window
- * unless `algorithm` says otherwise: a sliding window of an hour keeps every admission of a
- * test inside it, where a fixed one resets on the hour), and an unlimited catch-all.
+ * (closed), `ns:*` (share, without near-limit sharing), each `limit` per hour, and an unlimited
+ * catch-all. A sliding window by default: an hour of it keeps every admission of a test inside
+ * it, where a fixed window resets on the hour, which a test running across it would see as lost
+ * counts.
  */
-export function modeRules(limit: number, algorithm: 'fixed-window' | 'sliding-window' = 'fixed-window'): string {
+export function modeRules(limit: number, algorithm: 'fixed-window' | 'sliding-window' = 'sliding-window'): string {
   const limits = `limits: [{ limit: ${limit}, window: 1h, algorithm: ${algorithm} }]`;
   return [
     'version: 1',
