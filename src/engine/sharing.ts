@@ -92,8 +92,12 @@ export class NearLimitSharing {
    */
   deny(ruleId: string, lim: ShareableLimit, key: string, e: number, cost: number, usage: number, now: number): Decision | null {
     const cap = lim.math.capacity;
+    const escrow = Math.floor(this.view.share(lim.scope, this.selfId) * cap);
+    // Far from the limit (the common case) the key's whole usage is within the escrow, so this
+    // node's own part of it is too: no need to read the own count.
+    if (usage + cost <= escrow) return null;
     const own = e < 0 ? 0 : lim.store.ownSumOf(e);
-    if (own + cost <= Math.floor(this.view.share(lim.scope, this.selfId) * cap)) return null;
+    if (own + cost <= escrow) return null;
     let byKey = this.grants.get(lim.scope);
     if (byKey === undefined) this.grants.set(lim.scope, (byKey = new Map()));
     let g = byKey.get(key);
