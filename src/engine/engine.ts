@@ -256,12 +256,14 @@ export class Engine extends EngineState implements Limiter {
     return { allowed: true, decisions, binding };
   }
 
-  /** The decision `cost` more on `key` would get under `rule`, counting nothing. */
-  private peek(rule: CompiledRule, key: string, cost: number, now: number): Decision {
+  /**
+   * Reads `key` under every limit of `rule` into `entries` and `usages`, and returns the denial
+   * that applies, if any: a limit it would pass, then the degradation mode or near-limit sharing,
+   * then the rule's key cap. `count`: the denial is counted (a decision), or not (a peek).
+   */
+  private gateMany(rule: CompiledRule, key: string, cost: number, now: number, entries: number[], usages: number[], count: boolean): Decision | null {
     const limits = rule.limits;
     const n = limits.length;
-    const entries = new Array<number>(n);
-    const usages = new Array<number>(n);
     let denyIdx = -1;
     let denyRetry = -Infinity;
     for (let i = 0; i < n; i++) {
@@ -287,7 +289,7 @@ export class Engine extends EngineState implements Limiter {
     if (this.degradation !== null) {
       for (let i = 0; i < n; i++) {
         const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
-        if (d !== null) return d;
+        if (d !== null) return count ? this.countDegraded(d) : d;
       }
     } else if (this.sharing !== null) {
       for (let i = 0; i < n; i++) {
@@ -297,8 +299,19 @@ export class Engine extends EngineState implements Limiter {
       }
     }
     for (let i = 0; i < n; i++) {
-      if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDecision(rule.id, limits[i]);
+      if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return count ? this.keyCapDenied(rule.id, limits[i]) : this.keyCapDecision(rule.id, limits[i]);
     }
+    return null;
+  }
+
+  /** The decision `cost` more on `key` would get under `rule`, counting nothing. */
+  private peek(rule: CompiledRule, key: string, cost: number, now: number): Decision {
+    const limits = rule.limits;
+    const n = limits.length;
+    const entries = new Array<number>(n);
+    const usages = new Array<number>(n);
+    const denial = this.gateMany(rule, key, cost, now, entries, usages, false);
+    if (denial !== null) return denial;
     let bind = 0;
     let bindRemaining = Infinity;
     for (let i = 0; i < n; i++) {
@@ -326,42 +339,8 @@ export class Engine extends EngineState implements Limiter {
     const n = limits.length;
     const entries = new Array<number>(n);
     const usages = new Array<number>(n);
-    let denyIdx = -1;
-    let denyRetry = -Infinity;
-    for (let i = 0; i < n; i++) {
-      const { store, math } = limits[i];
-      const slot = Math.floor(now / math.slotMs);
-      const e = store.find(key);
-      let usage = 0;
-      if (e >= 0) {
-        store.advance(e, slot);
-        usage = math.usage(store, e, now);
-      }
-      entries[i] = e;
-      usages[i] = usage;
-      if (usage + cost > math.capacity) {
-        const r = e < 0 ? limits[i].spec.windowMs : math.retryAfterMs(store, e, now, cost);
-        const rr = r < 0 ? limits[i].spec.windowMs : r;
-        if (rr > denyRetry) {
-          denyRetry = rr;
-          denyIdx = i;
-        }
-      }
-    }
-    if (denyIdx >= 0) return this.denied(rule.id, limits[denyIdx], entries[denyIdx], usages[denyIdx], cost, now);
-    if (this.degradation !== null) {
-      for (let i = 0; i < n; i++) {
-        const d = degradedDenial(this.degradation, rule.id, limits[i], entries[i], cost, usages[i]);
-        if (d !== null) return this.countDegraded(d);
-      }
-    } else if (this.sharing !== null) {
-      for (let i = 0; i < n; i++) {
-        if (!limits[i].sharing) continue;
-        const d = this.sharing.deny(rule.id, limits[i], key, entries[i], cost, usages[i], now);
-        if (d !== null) return this.shareWait(d);
-      }
-    }
-    for (let i = 0; i < n; i++) if (entries[i] < 0 && limits[i].store.size >= rule.maxKeys) return this.keyCapDenied(rule.id, limits[i]);
+    const denial = this.gateMany(rule, key, cost, now, entries, usages, true);
+    if (denial !== null) return denial;
     let bind = 0;
     let bindRemaining = Infinity;
     for (let i = 0; i < n; i++) {
