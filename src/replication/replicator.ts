@@ -135,9 +135,7 @@ export class Replicator {
     const own = msg.origin === this.o.nodeId;
     if (own && this.caughtUp) {
       this.stats.ownSkipped++;
-      this.o.positions.notePosition(msg.stream, msg.streamSeq);
-      this.peers.noteStream(msg.stream, msg.pending, this.o.now());
-      this.o.engine.peersProgress.fire();
+      this.handled(msg, this.o.now());
       return;
     }
     const now = this.o.now();
@@ -149,9 +147,7 @@ export class Replicator {
           throw refusal('REPLICATION_FORGED', `rules message on ${msg.origin}'s channel claims origin ${decoded.rules.origin}`);
         }
         this.o.rules?.receive(decoded.rules);
-        this.o.positions.notePosition(msg.stream, msg.streamSeq);
-        this.peers.noteStream(msg.stream, msg.pending, now);
-        this.o.engine.peersProgress.fire();
+        this.handled(msg, now);
         return;
       }
       env = decoded.delta;
@@ -200,6 +196,14 @@ export class Replicator {
         span?.end();
       }
     }
+    this.handled(msg, now);
+  }
+
+  /**
+   * A batch is merged (or had nothing for this node): its position is noted, the stream's
+   * backlog and drained time are updated, and checks waiting for their share decide again.
+   */
+  private handled(msg: ReplicatedMessage, now: number): void {
     this.o.positions.notePosition(msg.stream, msg.streamSeq);
     this.catchUp.note(msg.stream, msg.pending, now);
     this.peers.noteStream(msg.stream, msg.pending, now);
