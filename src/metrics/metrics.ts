@@ -231,7 +231,7 @@ export class NodeMetrics {
       c.inc({ mode: 'share' }, e.degradedShareDenials);
       c.inc({ mode: 'closed' }, e.degradedClosedDenials);
     });
-    counter(r, 'regionlimit_share_waits_total', 'Checks answered SHARE_WAIT: a key near its limit waited for the peers\' counts before this node admitted more (near-limit sharing).', [], (c) => {
+    counter(r, 'regionlimit_share_waits_total', 'Decisions of SHARE_WAIT: a key near its limit waited for the peers\' counts before this node admitted more (near-limit sharing; a check that waits is decided again as batches arrive, so it may count several times).', [], (c) => {
       c.inc(rep.sharingCounters()?.waits ?? 0);
     });
     counter(r, 'regionlimit_share_grants_total', 'Grants of a key\'s headroom beyond this node\'s escrow (near-limit sharing).', [], (c) => {
