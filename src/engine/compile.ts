@@ -19,6 +19,8 @@ export interface CompiledLimit {
   /** The arithmetic at the largest capacity the rule can have: what a replicated cell is checked against. */
   readonly bound: LimitMath;
   policy: PolicyInfo;
+  /** The policy's name (kept here too: a decision reads it without loading the policy). */
+  readonly name: string;
   /** The rule's degradation mode (RuleSpec.degraded, default `share`). */
   readonly mode: DegradedMode;
   /** The limit shares its headroom near the limit while healthy (./sharing.ts). */
@@ -38,6 +40,8 @@ export interface CompiledRule {
   readonly priority: number;
   readonly level: RuleLevel;
   readonly limits: readonly CompiledLimit[];
+  /** The rule's only limit when it has one (the common case: a decision then loads no array), else null. */
+  readonly single: CompiledLimit | null;
   /** The limits' policies (a new array whenever an adaptive rule's factor moves). */
   policies: readonly PolicyInfo[];
   /** Adaptive limits: the spec and the factor in force (src/engine/adaptive.ts), or null. */
@@ -135,7 +139,7 @@ export function compileRule(
     const store = prev?.store ?? new SlotWindowStore(scope, geometryOf(params), nodes, initialKeysOf(r.key));
     const name = r.limits.length === 1 ? r.id : `${r.id}/${formatDuration(spec.windowMs)}${i > 0 && r.limits.slice(0, i).some((o) => o.windowMs === spec.windowMs) ? `-${i}` : ''}`;
     const policy: PolicyInfo = Object.freeze({ name, limit: math.capacity, windowSeconds: spec.windowMs / 1000 });
-    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, bound, policy, mode: r.degraded ?? 'share', sharing: r.nearLimitSharing !== false && spec.algorithm !== 'token-bucket', level };
+    const cl: CompiledLimit = { ruleId: r.id, spec, scope, store, math, bound, policy, name, mode: r.degraded ?? 'share', sharing: r.nearLimitSharing !== false && spec.algorithm !== 'token-bucket', level };
     next.set(scope, cl);
     return cl;
   });
@@ -148,6 +152,7 @@ export function compileRule(
     priority: r.priority,
     level,
     limits,
+    single: limits.length === 1 ? limits[0] : null,
     policies: limits.map((l) => l.policy),
     adaptive: r.adaptive === undefined ? null : { spec: r.adaptive, factor: 1 },
     order,

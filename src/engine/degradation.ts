@@ -13,7 +13,7 @@
  * (src/replication/modes.ts); the engine only applies them. Pure: time is a parameter.
  */
 import type { LimitMath, ScopeId, SlotWindowStore } from '../../crdt/index.ts';
-import type { Decision, DegradedMode, PolicyInfo, RuleLevel } from './types.ts';
+import type { Decision, DegradedMode, RuleLevel } from './types.ts';
 
 export interface Degradation {
   /** When the node became degraded (ms since epoch). */
@@ -32,7 +32,7 @@ export interface DegradableLimit {
   readonly mode: DegradedMode;
   readonly math: LimitMath;
   readonly store: SlotWindowStore;
-  readonly policy: PolicyInfo;
+  readonly name: string;
   readonly spec: { readonly windowMs: number };
   readonly level: RuleLevel;
 }
@@ -50,7 +50,7 @@ export function degradedDenial(d: Degradation, ruleId: string, lim: DegradableLi
   if (lim.mode === 'open') return null;
   const cap = lim.math.capacity;
   if (lim.mode === 'closed') {
-    return { allowed: false, limit: cap, remaining: 0, resetMs: 0, retryAfterMs: 1000, ruleId, policy: lim.policy.name, level: lim.level, code: 'DEGRADED_CLOSED' };
+    return { allowed: false, limit: cap, remaining: 0, resetMs: 0, retryAfterMs: 1000, ruleId, policy: lim.name, level: lim.level, code: 'DEGRADED_CLOSED' };
   }
   const own = e < 0 ? 0 : lim.store.ownSumOf(e);
   const quota = shareQuota(d, lim);
@@ -63,7 +63,7 @@ export function degradedDenial(d: Degradation, ruleId: string, lim: DegradableLi
     // Own counts leave the window slot by slot.
     retryAfterMs: Math.max(1, Math.ceil(lim.math.slotMs)),
     ruleId,
-    policy: lim.policy.name,
+    policy: lim.name,
     level: lim.level,
     code: 'DEGRADED_SHARE',
   };

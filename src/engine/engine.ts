@@ -65,8 +65,8 @@ export class Engine extends EngineState implements Limiter {
       const d = this.priorityGate(rule, req, cost, now, true);
       if (d !== null) return d;
     }
-    const limits = rule.limits;
-    if (limits.length === 1) return this.decideOne(rule.id, limits[0], req.key, cost, now, rule.maxKeys);
+    const single = rule.single;
+    if (single !== null) return this.decideOne(rule.id, single, req.key, cost, now, rule.maxKeys);
     return this.decideMany(rule, req.key, cost, now);
   }
 
@@ -123,7 +123,7 @@ export class Engine extends EngineState implements Limiter {
         resetMs: e < 0 ? 0 : Math.ceil(math.resetMs(store, e, now)),
         retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
         ruleId: rule.id,
-        policy: lim.policy.name,
+        policy: lim.name,
         level: lim.level,
         code: 'PRIORITY_RESERVED',
       };
@@ -140,7 +140,7 @@ export class Engine extends EngineState implements Limiter {
       // Keys leave when their windows have passed without traffic.
       retryAfterMs: lim.spec.windowMs,
       ruleId,
-      policy: lim.policy.name,
+      policy: lim.name,
       level: lim.level,
       code: 'RULE_KEY_CAP',
     };
@@ -178,7 +178,7 @@ export class Engine extends EngineState implements Limiter {
         resetMs: Math.ceil(math.resetMs(store, e, now)),
         retryAfterMs: 0,
         ruleId,
-        policy: lim.policy.name,
+        policy: lim.name,
       level: lim.level,
       };
     }
@@ -206,7 +206,7 @@ export class Engine extends EngineState implements Limiter {
       // A cost above capacity can never be admitted; tell the client to wait a whole window.
       retryAfterMs: retry < 0 ? lim.spec.windowMs : Math.max(1, retry),
       ruleId,
-      policy: lim.policy.name,
+      policy: lim.name,
       level: lim.level,
     };
   }
@@ -329,7 +329,7 @@ export class Engine extends EngineState implements Limiter {
       resetMs: entries[bind] < 0 ? lim.spec.windowMs : Math.ceil(lim.math.resetMs(lim.store, entries[bind], now)),
       retryAfterMs: 0,
       ruleId: rule.id,
-      policy: lim.policy.name,
+      policy: lim.name,
       level: lim.level,
     };
   }
@@ -366,7 +366,7 @@ export class Engine extends EngineState implements Limiter {
       resetMs: Math.ceil(lim.math.resetMs(lim.store, entries[bind], now)),
       retryAfterMs: 0,
       ruleId: rule.id,
-      policy: lim.policy.name,
+      policy: lim.name,
       level: lim.level,
     };
   }
@@ -422,10 +422,10 @@ export class Engine extends EngineState implements Limiter {
     if (rule === undefined) return { ruleId: null, reset: 0, limits: [] };
     const limits = rule.limits.map((lim) => {
       const e = lim.store.find(req.key);
-      if (e < 0) return { policy: lim.policy.name, reset: 0 };
+      if (e < 0) return { policy: lim.name, reset: 0 };
       const slot = Math.floor(now / lim.math.slotMs);
       lim.store.advance(e, slot);
-      return { policy: lim.policy.name, reset: lim.store.refundOwn(e, slot, Number.MAX_SAFE_INTEGER) };
+      return { policy: lim.name, reset: lim.store.refundOwn(e, slot, Number.MAX_SAFE_INTEGER) };
     });
     const reset = Math.max(0, ...limits.map((l) => l.reset));
     if (reset > 0) this.ownChanged.fire();
@@ -463,7 +463,7 @@ export class Engine extends EngineState implements Limiter {
           lim.store.advance(e, Math.floor(now / lim.math.slotMs));
           usage = lim.math.usage(lim.store, e, now);
         }
-        return { policy: lim.policy.name, scope: lim.scope, usage, capacity: lim.math.capacity };
+        return { policy: lim.name, scope: lim.scope, usage, capacity: lim.math.capacity };
       }),
     };
   }

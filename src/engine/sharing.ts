@@ -24,7 +24,7 @@
  * parameter.
  */
 import type { LimitMath, NodeTable, ScopeId, SlotWindowStore } from '../../crdt/index.ts';
-import type { Decision, PolicyInfo } from './types.ts';
+import type { Decision } from './types.ts';
 
 /** What the replication room knows of the peers, for sharing decisions. */
 export interface SharingView {
@@ -47,7 +47,7 @@ export interface ShareableLimit {
   readonly scope: ScopeId;
   readonly math: LimitMath;
   readonly store: SlotWindowStore;
-  readonly policy: PolicyInfo;
+  readonly name: string;
   /** The rule shares near its limit (RuleSpec.nearLimitSharing, default true). */
   readonly sharing: boolean;
 }
@@ -122,7 +122,7 @@ export class NearLimitSharing {
       resetMs: 0,
       retryAfterMs: Math.max(1, Math.ceil(this.view.lagMs())),
       ruleId,
-      policy: lim.policy.name,
+      policy: lim.name,
       code: 'SHARE_WAIT',
     };
   }
