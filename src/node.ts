@@ -6,7 +6,7 @@
  * regions launcher call startNode() directly or run main.ts as a process. The parts do not call each other back: the shipper waits on the engine's change
  * signal, the replicator notes positions into persistence, and this file only wires them.
  */
-import { randomUUID } from 'node:crypto';
+import { randomWords } from './random-words.ts';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
@@ -395,7 +395,7 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
     };
   };
 
-  const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, token: () => randomUUID() });
+  const admissions = new AdmissionLedger({ nodeId: config.nodeId, maxEntries: config.maxAdmissions, random: randomWords() });
   // `sync` durability: an admission whose commit fails is answered 503 and taken back.
   const baseLimiter: Limiter =
     config.durability === 'sync'

@@ -2,8 +2,9 @@
  * Admission ids: every allowed check that counted something gets an id, remembered for the
  * window of its rule, so that a refund can name exactly the admission it gives back, once.
  *
- * An id reads `<nodeId>.<expiry, base 36 ms>.<slot, base 36>-<token>`; the token is an unguessable random string
- * (injected: the engine reads no randomness itself). The node id and expiry in the id only pick
+ * An id reads `<nodeId>.<expiry, base 36 ms>.<slot, base 36>-<token>`; the token is 64 unguessable
+ * random bits, two 32-bit words written in base 36 (injected: the engine reads no randomness
+ * itself). Tokens are kept as numbers, so an admission keeps no string but its key. The node id and expiry in the id only pick
  * the refusal code (another node's id, an expired id); what a refund gives back comes from the
  * remembered entry alone, so a forged id can at most be refused.
  *
@@ -22,8 +23,8 @@ export interface AdmissionLedgerOptions {
   nodeId: string;
   /** Ids remembered at most (default 200 000). */
   maxEntries?: number;
-  /** An unguessable random token (e.g. crypto.randomUUID); must not contain ".". */
-  token: () => string;
+  /** Uniformly random unsigned 32-bit words from a cryptographic source (src/random-words.ts). */
+  random: () => number;
 }
 
 /** Why a refund by id was refused. */
@@ -40,8 +41,11 @@ const MESSAGES: Record<AdmissionRefusal, string> = {
   ADMISSION_OTHER_NODE: 'this admission was made on another node: refund it there',
 };
 
-/** Longest id accepted (node id ≤ 64, expiry ≤ 11, token ≤ 64, two dots). */
+/** Longest id accepted (node id ≤ 64, expiry ≤ 11, slot and token ≤ 24, separators). */
 export const MAX_ADMISSION_ID_LENGTH = 160;
+
+/** `<slot>-<word>-<word>`, each base 36 (a word is below 2^32: at most 7 digits). */
+const TOKEN = /^([0-9a-z]{1,7})-([0-9a-z]{1,7})-([0-9a-z]{1,7})$/;
 
 /** Slots of one time-to-live in issue order (so in expiry order), consumed from `head`. */
 interface Queue {
@@ -53,13 +57,15 @@ interface Queue {
  * Entries live in fixed slots (parallel arrays, no per-admission object and no Map: the
  * ledger is on every allowed check's path). An id carries its slot and a random token, so a
  * lookup is one array read and a token comparison; a freed slot's token is cleared, so an old
- * id naming a reused slot does not match.
+ * id naming a reused slot does not match. Expiry runs only once the soonest entry is due.
  */
 export class AdmissionLedger {
   readonly nodeId: string;
   private readonly maxEntries: number;
-  private readonly token: () => string;
-  private readonly tokens: (string | null)[];
+  private readonly random: () => number;
+  /** Per slot the token's two words; a free slot holds none (`live` 0). */
+  private readonly tokens: Uint32Array;
+  private readonly live: Uint8Array;
   private readonly keys: string[];
   private readonly ruleIds: string[];
   private readonly at: Float64Array;
@@ -71,15 +77,18 @@ export class AdmissionLedger {
   private freeTop: number;
   /** Per time-to-live, slots in issue order. */
   private readonly byTtl = new Map<number, Queue>();
+  /** When the soonest remembered admission expires (Infinity: none held). */
+  private nextExpiry = Infinity;
   /** Ids forgotten before their window passed because the ledger was full. */
   forgottenEarly = 0;
 
   constructor(opts: AdmissionLedgerOptions) {
     this.nodeId = opts.nodeId;
     this.maxEntries = opts.maxEntries ?? 200_000;
-    this.token = opts.token;
+    this.random = opts.random;
     const n = this.maxEntries;
-    this.tokens = new Array<string | null>(n).fill(null);
+    this.tokens = new Uint32Array(2 * n);
+    this.live = new Uint8Array(n);
     this.keys = new Array<string>(n).fill('');
     this.ruleIds = new Array<string>(n).fill('');
     this.at = new Float64Array(n);
@@ -97,12 +106,15 @@ export class AdmissionLedger {
 
   /** Remember an admission for `ttlMs` from `now` and return its id. */
   issue(a: Admission, ttlMs: number, now: number): string {
-    this.expire(now);
+    if (now >= this.nextExpiry) this.expire(now);
     if (this.freeTop === 0) this.forgetSoonest();
     const slot = this.free[--this.freeTop]!;
     const expiresAt = now + ttlMs;
-    const token = this.token();
-    this.tokens[slot] = token;
+    const hi = this.random() >>> 0;
+    const lo = this.random() >>> 0;
+    this.tokens[2 * slot] = hi;
+    this.tokens[2 * slot + 1] = lo;
+    this.live[slot] = 1;
     this.keys[slot] = a.key;
     this.ruleIds[slot] = a.ruleId;
     this.at[slot] = a.at;
@@ -112,7 +124,8 @@ export class AdmissionLedger {
     let q = this.byTtl.get(ttlMs);
     if (q === undefined) this.byTtl.set(ttlMs, (q = { slots: [], head: 0 }));
     q.slots.push(slot);
-    return `${this.nodeId}.${expiresAt.toString(36)}.${slot.toString(36)}-${token}`;
+    if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
+    return `${this.nodeId}.${expiresAt.toString(36)}.${slot.toString(36)}-${hi.toString(36)}-${lo.toString(36)}`;
   }
 
   /**
@@ -127,10 +140,11 @@ export class AdmissionLedger {
     if (parts.length !== 3 || parts[0] === '' || parts[2] === '' || !/^[0-9a-z]{1,11}$/.test(parts[1]!)) return refusal('ADMISSION_ID_INVALID');
     if (parts[0] !== this.nodeId) return refusal('ADMISSION_OTHER_NODE');
     if (parseInt(parts[1]!, 36) <= now) return refusal('ADMISSION_EXPIRED');
-    this.expire(now);
-    const dash = parts[2]!.indexOf('-');
-    const slot = dash > 0 && dash <= 8 ? parseInt(parts[2]!.slice(0, dash), 36) : -1;
-    if (!(slot >= 0 && slot < this.maxEntries) || this.tokens[slot] !== parts[2]!.slice(dash + 1)) return refusal('ADMISSION_UNKNOWN');
+    if (now >= this.nextExpiry) this.expire(now);
+    const words = TOKEN.exec(parts[2]!);
+    if (words === null) return refusal('ADMISSION_UNKNOWN');
+    const slot = parseInt(words[1]!, 36);
+    if (!(slot < this.maxEntries) || this.live[slot] !== 1 || this.tokens[2 * slot] !== parseInt(words[2]!, 36) || this.tokens[2 * slot + 1] !== parseInt(words[3]!, 36)) return refusal('ADMISSION_UNKNOWN');
     if (this.refunded[slot] === 1) return refusal('ADMISSION_ALREADY_REFUNDED');
     this.refunded[slot] = 1;
     return { ruleId: this.ruleIds[slot]!, key: this.keys[slot]!, at: this.at[slot]!, cost: this.cost[slot]! };
@@ -138,11 +152,17 @@ export class AdmissionLedger {
 
   /** Forget every admission whose window has passed. */
   expire(now: number): void {
+    let next = Infinity;
     for (const [ttl, q] of this.byTtl) {
       while (q.head < q.slots.length && this.expiresAt[q.slots[q.head]!]! <= now) this.release(q.slots[q.head++]!);
       if (q.head === q.slots.length) this.byTtl.delete(ttl);
-      else compact(q);
+      else {
+        compact(q);
+        const at = this.expiresAt[q.slots[q.head]!]!;
+        if (at < next) next = at;
+      }
     }
+    this.nextExpiry = next;
   }
 
   /** The ledger is full: forget the id that would expire first. */
@@ -159,10 +179,12 @@ export class AdmissionLedger {
     this.release(best.slots[best.head++]!);
     compact(best);
     this.forgottenEarly++;
+    // The forgotten entry may have been the soonest: find the next one at the next issue.
+    this.nextExpiry = bestAt;
   }
 
   private release(slot: number): void {
-    this.tokens[slot] = null;
+    this.live[slot] = 0;
     this.keys[slot] = '';
     this.free[this.freeTop++] = slot;
   }

@@ -7,9 +7,10 @@
  * refuses an unknown, expired, already refunded or other node's id with its own code. A reset
  * gives back this node's own count of a key (what other nodes admitted stays theirs).
  */
-import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import type { AdmissionLedger } from '../engine/admissions.ts';
 import type { Limiter } from '../engine/types.ts';
+import type { AfterCommit } from './commit.ts';
 import { inputError } from './errors.ts';
 import { checkKey, checkMetadataBytes, refundBodySchema, refundResultSchema, resetBodySchema, resetResultSchema, type InputLimits, type RefundBody, type ResetBody } from './schemas.ts';
 
@@ -22,7 +23,7 @@ export interface AdmissionRoutesOptions {
   /** Guard of the reset route; absent: the reset route is not served here (an admin listener serves it). */
   adminGuard?: { onRequest: onRequestHookHandler };
   /** Durability barrier after something changed (src/http/app.ts). */
-  afterCommit: (reply: FastifyReply, counted: boolean, send: () => FastifyReply) => FastifyReply | Promise<FastifyReply>;
+  afterCommit: AfterCommit;
   errorResponses: Record<number, unknown>;
 }
 
@@ -36,7 +37,7 @@ export function registerAdmissionRoutes(app: FastifyInstance, o: AdmissionRoutes
       const t = now();
       const admission = ledger.take((req.body as RefundBody).admissionId, t);
       const result = limiter.refundAdmission(admission, t);
-      return afterCommit(reply, result.refunded > 0, () => reply.send(result));
+      return afterCommit(reply, result.refunded > 0, result);
     },
   );
 
@@ -55,7 +56,7 @@ export function registerResetRoute(app: FastifyInstance, o: Pick<AdmissionRoutes
       if (p !== null) throw inputError(p.code, p.message, p.path);
       const result = limiter.resetOwn(body, now());
       req.log.info({ ruleId: result.ruleId, reset: result.reset }, 'admin reset of a key');
-      return afterCommit(reply, result.reset > 0, () => reply.send({ key: body.key, ...result }));
+      return afterCommit(reply, result.reset > 0, { key: body.key, ...result });
     },
   );
 }

@@ -23,7 +23,6 @@
  * Every refused request is refused before the limiter is called, so nothing is counted for it.
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
 import { AdmissionLedger, admit } from '../engine/admissions.ts';
 import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
@@ -64,6 +63,7 @@ import { applyServerLimits, fastifyServerOptions, resolveServerLimits, type Serv
 import { parseCheckQuery } from './query.ts';
 import { RecentRequests } from './request-ids.ts';
 import { installStrictUtf8, parseQueryStrict } from './utf8.ts';
+import { randomWords } from '../random-words.ts';
 
 /** What /readyz reports. `degraded` nodes still serve (200) but say so. */
 export interface ReadinessReport {
@@ -149,8 +149,8 @@ export interface BuildAppOptions {
   admissions?: AdmissionLedger;
   /** Admission ids remembered at most, for a new ledger. Default 200 000. */
   maxAdmissions?: number;
-  /** Random part of admission ids, for a new ledger. Default crypto.randomUUID. */
-  admissionToken?: () => string;
+  /** Random words for admission ids, for a new ledger. Default src/random-words.ts. */
+  admissionRandom?: () => number;
   /** How long a check's requestId is remembered so that a retry is not counted twice (ms). Default 10 000. */
   requestIdTtlMs?: number;
 }
@@ -228,7 +228,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   /** onRequest hooks of the check, refund and usage routes. */
   const apiGuard = api !== undefined && api.required ? { onRequest: api.hook } : {};
   const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
-  const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, token: opts.admissionToken ?? (() => randomUUID()) });
+  const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, random: opts.admissionRandom ?? randomWords() });
   /** Names an allowed check that counted, for a refund. */
   const admitted = (d: Decision, req: CheckRequest, at: number): Decision => admit(d, req, at, limiter, ledger);
   const recent = new RecentRequests({ ttlMs: opts.requestIdTtlMs });
@@ -283,7 +283,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     reply.code(d.allowed ? 200 : deniedStatus);
     // A denied check counted nothing; an allowed one with no rule counted nothing either.
     if (commit === undefined || !counted || !d.allowed || d.ruleId === null) return reply.send(d);
-    return afterCommit(reply, true, () => reply.send(d));
+    return afterCommit(reply, true, d);
   };
 
   const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
@@ -315,7 +315,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     reply.code(m.allowed ? 200 : 429);
     reply.serializer(JSON.stringify);
     const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null && d.bypassed !== true);
-    return afterCommit(reply, counted, () => reply.send(answer));
+    return afterCommit(reply, counted, answer);
   };
 
   app.post(
@@ -362,7 +362,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
         if (r.counted) counted = true;
         report(d, ROUTE_BATCH, req);
       }
-      return afterCommit(reply, counted, () => reply.send({ results }));
+      return afterCommit(reply, counted, { results });
     },
   );
 

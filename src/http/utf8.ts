@@ -4,7 +4,8 @@
  * with 400 INVALID_UTF8 instead of being decoded with replacement characters, which would let
  * two different byte strings name the same key.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isUtf8 } from 'node:buffer';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { inputError } from './errors.ts';
 
 const fatal = new TextDecoder('utf-8', { fatal: true });
@@ -74,27 +75,34 @@ export function parseQueryStrict(qs: string): ParsedQuery {
   return out;
 }
 
+/** Refuses a request whose query string was not valid UTF-8. */
+function refuseInvalidQuery(req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const q = req.query as ParsedQuery | undefined;
+  if (q !== undefined && q !== null && q[INVALID_QUERY] === true) return done(inputError('INVALID_UTF8', 'the query string is not valid UTF-8'));
+  done();
+}
+
 /**
- * Installs the strict JSON body parser (the bytes are decoded with a fatal UTF-8 decoder, then
- * parsed by fastify's own JSON parser, which refuses `__proto__` / `constructor.prototype`) and
- * the hook that refuses an invalid query string on every route.
+ * Installs the strict JSON body parser (the bytes are checked with Node's native UTF-8
+ * validator, then decoded and parsed by fastify's own JSON parser, which refuses `__proto__` /
+ * `constructor.prototype`) and, on every route that reads a query string (GET and HEAD), the
+ * hook that refuses an invalid one. A body route ignores its query string, and a hook costs
+ * every request that passes it, so the check routes carry none.
  */
 export function installStrictUtf8(app: FastifyInstance): void {
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req: FastifyRequest, body: Buffer | string, done) => {
-    let text: string;
-    try {
-      text = typeof body === 'string' ? body : fatal.decode(body);
-    } catch {
+    if (typeof body !== 'string' && !isUtf8(body)) {
       done(inputError('INVALID_UTF8', 'the request body is not valid UTF-8'), undefined);
       return;
     }
-    json(req, text, done);
+    json(req, typeof body === 'string' ? body : body.toString('utf8'), done);
   });
-  app.addHook('onRequest', (req, _reply, done) => {
-    const q = req.query as ParsedQuery | undefined;
-    if (q !== undefined && q !== null && q[INVALID_QUERY] === true) return done(inputError('INVALID_UTF8', 'the query string is not valid UTF-8'));
-    done();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!methods.some((m) => m === 'GET' || m === 'HEAD')) return;
+    const own = route.onRequest;
+    route.onRequest = own === undefined ? [refuseInvalidQuery] : [refuseInvalidQuery, ...(Array.isArray(own) ? own : [own])];
   });
 }

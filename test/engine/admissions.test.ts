@@ -8,7 +8,7 @@ import { LimiterError } from '../../src/engine/errors.ts';
 
 const T0 = 1_900_000_000_000;
 let n = 0;
-const ledger = (maxEntries?: number) => new AdmissionLedger({ nodeId: 'node-a', maxEntries, token: () => `t${++n}` });
+const ledger = (maxEntries?: number) => new AdmissionLedger({ nodeId: 'node-a', maxEntries, random: () => ++n });
 const a = { ruleId: 'r', key: 'k', at: T0, cost: 2 };
 
 function refusal(fn: () => unknown): string {
@@ -36,6 +36,12 @@ describe('AdmissionLedger', () => {
     const id = l.issue(a, 60_000, T0);
     const [, exp] = id.split('.');
     expect(refusal(() => l.take(`node-a.${exp}.forged`, T0))).toBe('ADMISSION_UNKNOWN');
+    // The right slot with either token word changed names nothing.
+    const [slot, hi, lo] = id.split('.')[2]!.split('-');
+    const other = (w: string) => (parseInt(w, 36) + 1).toString(36);
+    for (const forged of [`${slot}-${other(hi!)}-${lo}`, `${slot}-${hi}-${other(lo!)}`, `${slot}-${hi}`]) {
+      expect(refusal(() => l.take(`node-a.${exp}.${forged}`, T0)), forged).toBe('ADMISSION_UNKNOWN');
+    }
     expect(refusal(() => l.take(`node-b.${exp}.t1`, T0))).toBe('ADMISSION_OTHER_NODE');
     for (const bad of ['', 'x', 'node-a..t', 'node-a.!!.t', `node-a.${exp}.`, `a.b.c.d`, 'x'.repeat(200)]) {
       expect(refusal(() => l.take(bad, T0)), bad).toBe('ADMISSION_ID_INVALID');
