@@ -3,7 +3,7 @@
  * does not share its event loop). Answers `{type: 'ready', port}` once listening and stops on
  * `{type: 'stop'}`.
  *
- *   tsx bench/children/http-server.ts ours   --durability batch|sync --data DIR [--metrics]
+ *   tsx bench/children/http-server.ts ours   --durability batch|sync --data DIR [--metrics] [--tracing-noop]
  *   tsx bench/children/http-server.ts bare                 fastify, one POST route, a Decision-like body
  *   tsx bench/children/http-server.ts bare-headers         the same + static RateLimit/RateLimit-Policy headers
  *   tsx bench/children/http-server.ts fastify-rate-limit   the same + @fastify/rate-limit (memory store)
@@ -11,15 +11,20 @@
  * `ours` is wired like src/node.ts: Engine + SqliteStore + Persistence (flush every 50 ms, or a
  * group commit before answering in `sync` mode through buildApp's `commit` hook) + buildApp;
  * `--metrics` adds the Prometheus metrics as src/node.ts does (wrapped limiter, HTTP hook, GET /metrics).
+ * `--tracing-noop` puts the tracing code on every check with tracing off: the limiter wrapped by
+ * traceChecks (sampling every check) around OpenTelemetry's no-op tracer (no SDK registered),
+ * which is more than the node does with tracing off (it does not wrap the limiter at all).
  */
 import { parseArgs } from 'node:util';
 import rateLimit from '@fastify/rate-limit';
+import { trace } from '@opentelemetry/api';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Engine } from '../../src/engine/engine.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { NodeMetrics } from '../../src/metrics/metrics.ts';
 import { Persistence } from '../../src/storage/persistence.ts';
 import { SqliteStore, type Durability } from '../../src/storage/sqlite.ts';
+import { traceChecks } from '../../src/tracing/tracing.ts';
 import { send, stopRequested } from '../lib/child.ts';
 import { HIGH_LIMIT, catchAllRules } from '../lib/fixtures.ts';
 
@@ -77,7 +82,7 @@ function peerApp(withRateLimit: boolean, withHeaders = false): Promise<FastifyIn
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
-    options: { durability: { type: 'string', default: 'batch' }, data: { type: 'string' }, metrics: { type: 'boolean', default: false } },
+    options: { durability: { type: 'string', default: 'batch' }, data: { type: 'string' }, metrics: { type: 'boolean', default: false }, 'tracing-noop': { type: 'boolean', default: false } },
     allowPositionals: true,
   });
   const kind = positionals[0];
@@ -109,7 +114,7 @@ async function main(): Promise<void> {
         })
       : undefined;
     app = buildApp({
-      limiter: metrics ? metrics.wrap(engine) : engine,
+      limiter: values['tracing-noop'] ? traceChecks(engine, trace.getTracer('regionlimit'), 1) : metrics ? metrics.wrap(engine) : engine,
       now: Date.now,
       commit: () => persistence.commitBarrier(),
       instrument: (a) => metrics?.instrument(a),

@@ -34,7 +34,7 @@ async function startServer(ctx: BenchContext, kind: string, args: string[] = [])
     dataDir = mkdtempSync(join(tmpdir(), 'bench-http-'));
     args = [...args, '--data', dataDir];
   }
-  const child = new Child(SERVER, [kind, ...args], { root: ctx.root, profileDir: ctx.profileDir, profileName: `http-${kind}${args.includes('sync') ? '-sync' : ''}${args.includes('--metrics') ? '-metrics' : ''}` });
+  const child = new Child(SERVER, [kind, ...args], { root: ctx.root, profileDir: ctx.profileDir, profileName: `http-${kind}${args.includes('sync') ? '-sync' : ''}${args.includes('--metrics') ? '-metrics' : ''}${args.includes('--tracing-noop') ? '-tracing' : ''}` });
   try {
     const m = await child.next(60_000);
     return { child, url: `http://127.0.0.1:${m.port as number}`, dataDir };
@@ -53,7 +53,7 @@ async function stopServer(s: Server): Promise<void> {
 export const httpSection: Section = {
   id: 'http',
   title: 'HTTP POST /v1/check vs bare fastify and @fastify/rate-limit (autocannon, servers in child processes)',
-  estimateS: { full: 90, quick: 30 },
+  estimateS: { full: 105, quick: 35 },
   async run(ctx: BenchContext): Promise<SectionResult> {
     const rounds = ctx.quick ? 3 : 11;
     const roundS = 1; // autocannon runs whole seconds
@@ -62,7 +62,7 @@ export const httpSection: Section = {
     const single = JSON.stringify({ key: 'user:1' });
     const batch = JSON.stringify({ checks: Array.from({ length: BATCH_SIZE }, (_, i) => ({ key: `user:${i}` })) });
 
-    ctx.log('http: starting servers (bare, bare-headers, fastify-rate-limit, ours batch, ours sync, ours with metrics)');
+    ctx.log('http: starting servers (bare, bare-headers, fastify-rate-limit, ours batch, ours sync, ours with metrics, ours with the tracing code)');
     const started = await Promise.allSettled([
       startServer(ctx, 'bare'),
       startServer(ctx, 'bare-headers'),
@@ -70,12 +70,13 @@ export const httpSection: Section = {
       startServer(ctx, 'ours', ['--durability', 'batch']),
       startServer(ctx, 'ours', ['--durability', 'sync']),
       startServer(ctx, 'ours', ['--durability', 'batch', '--metrics']),
+      startServer(ctx, 'ours', ['--durability', 'batch', '--tracing-noop']),
     ]);
     const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     try {
       const failed = started.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      const [bareS, bareHS, frlS, oursS, syncS, metricsS] = servers;
+      const [bareS, bareHS, frlS, oursS, syncS, metricsS, tracingS] = servers;
       const mk = (id: string, label: string, server: Server, path: string, body: string, connections = CONNECTIONS): Target => ({ id, label, server, path, body, connections, runs: [], serverCpuS: 0, loaderCpuS: 0 });
       const tBare = mk('bare', 'bare fastify', bareS, '/v1/check', single);
       const tBareH = mk('bareHeaders', 'bare fastify + RateLimit headers', bareHS, '/v1/check', single);
@@ -84,7 +85,8 @@ export const httpSection: Section = {
       const tBatch = mk('batch', 'ours batch endpoint', oursS, '/v1/check/batch', batch);
       const tSync = mk('sync', 'ours sync', syncS, '/v1/check', single);
       const tMetrics = mk('metrics', 'ours with metrics', metricsS, '/v1/check', single);
-      const main = [tBare, tBareH, tFrl, tOurs, tBatch, tSync, tMetrics];
+      const tTracing = mk('tracingNoop', 'ours with the tracing code, tracing off', tracingS, '/v1/check', single);
+      const main = [tBare, tBareH, tFrl, tOurs, tBatch, tSync, tMetrics, tTracing];
 
       ctx.log(`http: warm-up ${warmS} s per target`);
       for (const t of main) await load({ url: `${t.server.url}${t.path}`, body: t.body, connections: t.connections, durationS: warmS });
@@ -101,6 +103,7 @@ export const httpSection: Section = {
       const oursBatch = measured('ours /v1/check/batch', tBatch);
       const sync = measured('ours sync', tSync);
       const withMetrics = measured('ours with metrics', tMetrics);
+      const withTracing = measured('ours with the tracing code, tracing off', tTracing);
       const oursC1 = measured('ours c=1', tOursC1);
       const syncC1 = measured('ours sync c=1', tSyncC1);
 
@@ -112,6 +115,7 @@ export const httpSection: Section = {
         figure('http.ours.batch', `ours POST /v1/check/batch × ${BATCH_SIZE}, c=${CONNECTIONS} (checks/s)`, oursBatch, 'checks/s', BATCH_SIZE),
         figure('http.oursSync.check', `ours POST /v1/check (sync durability), c=${CONNECTIONS}`, sync),
         figure('http.oursMetrics.check', `ours POST /v1/check with Prometheus metrics (batch durability), c=${CONNECTIONS}`, withMetrics),
+        figure('http.oursTracingNoop.check', `ours POST /v1/check with the tracing code on every check, tracing off (OTel no-op tracer), c=${CONNECTIONS}`, withTracing),
         figure('http.ours.checkC1', 'ours POST /v1/check (batch durability), c=1', oursC1),
         figure('http.oursSync.checkC1', 'ours POST /v1/check (sync durability), c=1', syncC1),
       ];
@@ -123,6 +127,7 @@ export const httpSection: Section = {
         check('http.ratio.fastifyRateLimit', 'req/s vs fastify + @fastify/rate-limit', rps(ours), rps(frl), paired(ours, frl, rpsRatio), '×', { op: '>=', value: 1.0 }),
         check('http.ratio.bare', 'req/s vs bare fastify', rps(ours), rps(bare), paired(ours, bare, rpsRatio), '×', { op: '>=', value: 0.9 }),
         check('http.ratio.metrics', 'req/s with Prometheus metrics on vs off', rps(withMetrics), rps(ours), paired(withMetrics, ours, rpsRatio), '×', { op: '>=', value: 0.97 }),
+        check('http.ratio.tracingOff', 'req/s with the tracing code on every check, tracing off, vs without it', rps(withTracing), rps(ours), paired(withTracing, ours, rpsRatio), '×', { op: '>=', value: 0.98 }),
         check('http.p99.bare', 'p99 vs bare fastify p99', `p99 ${ms(ours.p99Ms)}`, `p99 ${ms(bare.p99Ms)}`, paired(ours, bare, p99Diff), 'ms', { op: '<=', value: 1 }),
         check(
           'http.ratio.batch',
@@ -151,6 +156,7 @@ export const httpSection: Section = {
           'A figure is the median of its rounds (min/max beside it; p50/p99/max over every response of every round, sub-ms precision). A comparison is the median over rounds of the per-round ratio (or p99 difference) of two targets measured back to back in that round. Server CPU per request (from /proc) is the least noise-sensitive view of the cost.',
           `Peers: fastify ${pkgVersion(ctx.root, 'fastify')} POST route with the same body/response JSON schemas and a Decision-shaped body; the same sending two static headers as long as our RateLimit and RateLimit-Policy headers (a reference: what those bytes alone cost, informational); the same with @fastify/rate-limit ${pkgVersion(ctx.root, '@fastify/rate-limit')} (memory store, max 1e9 per 60 s, keyed by client IP). Ours: buildApp + Engine (catch-all sliding window, limit 2^31−1 per 1 m) + SqliteStore/Persistence wired like src/node.ts; every check admitted, one key.`,
           `Batch: ${BATCH_SIZE} checks of ${BATCH_SIZE} distinct keys per request; checks/s = requests/s × ${BATCH_SIZE}.`,
+          'Tracing off: the node without --otlp-endpoint does not wrap the limiter at all (no tracing instruction on a check); the tracing row measures more than that, the check span wrapper on every check around OpenTelemetry\'s no-op tracer (no SDK registered): the cost of the tracing code when it is present and off.',
           `Durability: batch flushes every 50 ms; sync awaits a group commit (synchronous=FULL; every request decided in one event-loop turn shares one transaction) before answering, through buildApp's commit hook. c=1 rows (${c1S} s each, one round): one commit per request.`,
         ],
       };
