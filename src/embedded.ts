@@ -83,7 +83,9 @@ export interface Limiter {
 }
 
 function toArgv(o: CreateLimiterOptions, rulesFile: string): string[] {
-  const argv = ['--rules', rulesFile, '--data', o.data, '--node-id', o.nodeId ?? `embedded-${hostname()}`, '--log-level', o.logLevel ?? 'warn'];
+  // No Prometheus metrics: an embedded limiter serves no /metrics, so counting for them would
+  // only slow every check.
+  const argv = ['--rules', rulesFile, '--data', o.data, '--node-id', o.nodeId ?? `embedded-${hostname()}`, '--log-level', o.logLevel ?? 'warn', '--metrics', 'false'];
   if (o.nats !== undefined) argv.push('--nats', typeof o.nats === 'string' ? o.nats : o.nats.join(','));
   if (o.region !== undefined) argv.push('--region', o.region);
   if (o.regions !== undefined) argv.push('--regions', o.regions.join(','));
@@ -154,7 +156,11 @@ class EmbeddedLimiter implements Limiter {
     if (d.code === 'SHARE_WAIT' && replicator !== undefined && config.shareWaitMs > 0) {
       d = await settleShareWait(d, () => this.decide(req, this.parts.now()), { progress: () => engine.peersProgress.next(), maxWaitMs: config.shareWaitMs });
     }
-    if (d.allowed && d.ruleId !== null) await this.parts.commit();
+    if (d.allowed && d.ruleId !== null) {
+      // `sync` durability: answer once the admission is committed (batch: nothing to wait for).
+      const committed = this.parts.commit();
+      if (committed !== undefined) await committed;
+    }
     return d;
   }
 
