@@ -6,7 +6,7 @@
  */
 import { loadConfig, usage } from './config.ts';
 import { ConfigError, LimiterError } from './engine/errors.ts';
-import { startNode } from './node.ts';
+import { startNode } from './serve.ts';
 
 async function main(): Promise<void> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {

@@ -1,40 +1,34 @@
 /**
  * Composition root of one limiter node: rules → engine → state store → persistence →
- * replication (`buildNode`), then the HTTP app over them (`buildHttp`), then listening
- * (`startNode`). main.ts turns flags and environment into a NodeConfig and calls startNode();
- * the embedded limiter (src/embedded.ts) assembles the same parts without HTTP; tests and the
- * regions launcher call startNode() directly or run main.ts as a process. The parts do not call each other back: the shipper waits on the engine's change
- * signal, the replicator notes positions into persistence, and this file only wires them.
+ * replication (`buildNode`). The HTTP app over these parts and listening are src/serve.ts
+ * (`buildHttp`, `startNode`); main.ts turns flags and environment into a NodeConfig and calls
+ * startNode(); the embedded limiter (src/embedded.ts) assembles the same parts without HTTP.
+ * The parts do not call each other back: the shipper waits on the engine's change signal, the
+ * replicator notes positions into persistence, and this file only wires them.
  */
 import { randomWords } from './random-words.ts';
-import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
 import { EVENT_LOOP_SIGNAL, eventLoopHealth } from './engine/adaptive.ts';
 import { AdmissionLedger } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
 import { formatVersion } from '../crdt/index.ts';
-import { ConfigError } from './engine/errors.ts';
 import { ApiTokens } from './http/api-tokens.ts';
-import { buildAdminApp } from './http/admin-app.ts';
-import { DEFAULT_LIMITS } from './http/schemas.ts';
 import { RulesRegister } from './rules/register.ts';
-import { startupRules, type RulesSource } from './rules/startup.ts';
+import { startupRules } from './rules/startup.ts';
 import { watchRulesFile, type RulesWatcher } from './rules/watch.ts';
-import { buildApp, type ReadinessReport } from './http/app.ts';
+import type { ReadinessReport } from './http/app.ts';
 import { ReplicationError } from './replication/errors.ts';
-import { JetStreamTransport, redactUrl, type TransportOptions } from './replication/jetstream/index.ts';
+import { JetStreamTransport, type TransportOptions } from './replication/jetstream/index.ts';
 import { Replicator } from './replication/replicator.ts';
 import type { CheckRequest, Limiter } from './engine/types.ts';
 import { DataDirectory, type StorageFault } from './storage/data-dir.ts';
 import { Persistence } from './storage/persistence.ts';
 import { NodeMetrics } from './metrics/metrics.ts';
-import { serveMetrics, type MetricsServer } from './metrics/server.ts';
 import { dashboardFrame } from './http/dashboard/frame.ts';
-import { registerDashboard } from './http/dashboard/routes.ts';
 import { startTracing, traceChecks, type Tracing } from './tracing/tracing.ts';
+import { natsCredentials, readPem, rulesSource } from './node-files.ts';
 
 export interface StartNodeOptions {
   /** The rules document (default: read from the config.rules file). */
@@ -123,30 +117,6 @@ export interface NodeParts {
   status(): NodeStatus;
   /** Stop replication (shipping the last admissions for up to `shipMs`), flush everything and close the store. Safe to call twice. */
   close(shipMs?: number): Promise<void>;
-}
-
-export interface RunningNode {
-  readonly config: Readonly<NodeConfig>;
-  readonly url: string;
-  readonly engine: Engine;
-  readonly rules: RulesRegister;
-  readonly store: DataDirectory;
-  readonly persistence: Persistence;
-  readonly app: FastifyInstance;
-  /** Where the rules admin API is served: `url`, or the --admin-port listener's URL. */
-  readonly adminUrl: string;
-  readonly logger: Logger;
-  readonly replicator: Replicator | undefined;
-  /** Prometheus metrics (undefined with --metrics false). */
-  readonly metrics: NodeMetrics | undefined;
-  /** Where GET /metrics is served: the HTTP URL, or the --metrics-port listener's. */
-  readonly metricsUrl: string | undefined;
-  readiness(): ReadinessReport;
-  status(): NodeStatus;
-  /** Re-read the API tokens file (SIGHUP). Returns whether it was read. */
-  reloadApiTokens(): boolean;
-  /** Stop serving, flush everything and close the store. Safe to call twice. */
-  close(): Promise<void>;
 }
 
 /** Assemble a node's parts: rules, engine, state store, persistence and replication (started and caught up as the configuration says). */
@@ -457,161 +427,6 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
   };
   const commit = () => persistence.commitBarrier();
   return { config, engine, rules, limiter, admissions, apiTokens, tls, commit, now, store, persistence, logger, replicator, metrics, tracing, frame, readiness, status, close };
-}
-
-/** The HTTP app over a node's parts (not listening). */
-export function buildHttp(parts: NodeParts): FastifyInstance {
-  const { config, limiter, admissions, now, engine, apiTokens } = parts;
-  return buildApp({
-    limiter,
-    admissions,
-    now,
-    maxKeyBytes: config.maxKeyBytes,
-    bodyLimit: config.bodyLimit,
-    maxBatch: config.maxBatch,
-    maxMetadataEntries: config.maxMetadataEntries,
-    maxMetadataValueBytes: config.maxMetadataValueBytes,
-    denyStatus: config.denyStatus,
-    ...(parts.replicator !== undefined ? { shareWait: { progress: () => engine.peersProgress.next(), maxWaitMs: config.shareWaitMs } } : {}),
-    readiness: () => parts.readiness(),
-    commit: () => parts.commit(),
-    inspect: (key, metadata, at) => engine.inspect(key, metadata, at),
-    explain: (key, metadata) => engine.explain(key, metadata),
-    setSignal: (name, health, at) => engine.setSignal(name, health, at),
-    status: () => parts.status(),
-    instrument: (a) => parts.metrics?.instrument(a),
-    extraRoutes: (a, { statusGuard, limits }) => {
-      if (config.metricsPort === 0) parts.metrics?.serve(a, statusGuard);
-      registerDashboard(a, { guard: statusGuard, limits, frame: (key) => parts.frame(key) as ReturnType<typeof dashboardFrame> });
-    },
-    adminToken: config.adminToken,
-    rules: parts.rules,
-    adminRoutes: config.adminPort === 0,
-    apiTokens,
-    restrictStatus: config.restrictStatus,
-    trustedProxies: config.trustedProxies,
-    forwardedHeader: config.forwardedHeader,
-    server: {
-      maxHeaderSize: config.maxHeaderSize,
-      maxConnections: config.maxConnections,
-      connectionTimeoutMs: config.connectionTimeoutMs,
-      requestTimeoutMs: config.requestTimeoutMs,
-      headersTimeoutMs: config.headersTimeoutMs,
-      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-      tls: parts.tls,
-    },
-  });
-}
-
-/** Build a node, its HTTP app, and listen. */
-export async function startNode(config: Readonly<NodeConfig>, opts: StartNodeOptions = {}): Promise<RunningNode> {
-  const parts = await buildNode(config, opts);
-  const { logger, apiTokens, tls, replicator } = parts;
-  const app = buildHttp(parts);
-  try {
-    await app.listen({ host: config.host, port: config.port });
-  } catch (err) {
-    await parts.close(0);
-    throw err;
-  }
-  let metricsServer: MetricsServer | undefined;
-  if (parts.metrics !== undefined && config.metricsPort !== 0) {
-    try {
-      metricsServer = await serveMetrics(parts.metrics, config.host, config.metricsPort);
-    } catch (err) {
-      await app.close();
-      await parts.close(0);
-      throw err;
-    }
-  }
-  let adminApp: FastifyInstance | undefined;
-  if (config.adminPort !== 0) {
-    adminApp = buildAdminApp({
-      rules: parts.rules,
-      limiter: parts.limiter,
-      limits: { ...DEFAULT_LIMITS, maxKeyBytes: config.maxKeyBytes, maxMetadataEntries: config.maxMetadataEntries, maxMetadataValueBytes: config.maxMetadataValueBytes, maxBatch: config.maxBatch },
-      now: parts.now,
-      commit: () => parts.commit(),
-      adminToken: config.adminToken,
-      tls,
-      logger,
-    });
-    try {
-      await adminApp.listen({ host: config.host, port: config.adminPort });
-    } catch (err) {
-      await app.close();
-      await metricsServer?.close();
-      await parts.close(0);
-      throw err;
-    }
-  }
-  apiTokens.watch();
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${port}`;
-  const adminAddr = adminApp?.server.address();
-  const adminUrl = typeof adminAddr === 'object' && adminAddr !== null ? `${tls !== undefined ? 'https' : 'http'}://${host}:${adminAddr.port}` : url;
-  const metricsUrl = parts.metrics === undefined ? undefined : `${metricsServer?.url ?? url}/metrics`;
-  logger.info(
-    { url, metrics: metricsUrl, durability: config.durability, rules: config.rules, data: config.data, nats: config.nats.map(redactUrl), apiTokens: apiTokens.required, admin: config.adminToken !== '', trustedProxies: config.trustedProxies },
-    'listening',
-  );
-
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      await app.close();
-      await adminApp?.close();
-      await metricsServer?.close();
-      await parts.close(2000);
-      logger.info('stopped');
-    })();
-    return closing;
-  };
-
-  const { engine, store, persistence, readiness, status } = parts;
-  return { config, url, adminUrl, engine, rules: parts.rules, store, persistence, app, logger, replicator, metrics: parts.metrics, metricsUrl, readiness, status, reloadApiTokens: () => apiTokens.reload(), close };
-}
-
-/** The start-up rules: the inline document, or the --rules file's text. */
-function rulesSource(config: NodeConfig, doc: object | undefined): RulesSource {
-  if (doc !== undefined) return { text: JSON.stringify(doc), file: '<inline rules>' };
-  try {
-    return { text: readFileSync(config.rules, 'utf8'), file: config.rules };
-  } catch (cause) {
-    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file: config.rules, path: '', message: `cannot read: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
-  }
-}
-
-function readPem(file: string, flag: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (cause) {
-    throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file, path: '', message: `${flag}: cannot read: ${(cause as Error).message}` }], 'CONFIG_UNREADABLE');
-  }
-}
-
-/** The NATS credentials and TLS files of the configuration, read once at start. */
-function natsCredentials(config: NodeConfig): Pick<TransportOptions, 'nkeySeed' | 'tls'> {
-  const out: Pick<TransportOptions, 'nkeySeed' | 'tls'> = {};
-  if (config.natsNkeyFile !== '') {
-    try {
-      out.nkeySeed = readFileSync(config.natsNkeyFile, 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError([{ code: 'CONFIG_UNREADABLE', file: config.natsNkeyFile, path: '/natsNkeyFile', message: `cannot read the NATS nkey seed: ${(err as Error).message}` }], 'CONFIG_UNREADABLE');
-    }
-    if (!/^SU[A-Z2-7]{56}$/.test(out.nkeySeed)) {
-      throw new ConfigError([{ code: 'CONFIG_INVALID', file: config.natsNkeyFile, path: '/natsNkeyFile', message: 'not an nkey user seed (one line starting with "SU", 58 characters)' }]);
-    }
-  }
-  if (config.natsTlsCa !== '' || config.natsTlsCert !== '') {
-    out.tls = {
-      ...(config.natsTlsCa !== '' ? { caFile: config.natsTlsCa } : {}),
-      ...(config.natsTlsCert !== '' ? { certFile: config.natsTlsCert, keyFile: config.natsTlsKey } : {}),
-    };
-  }
-  return out;
 }
 
 /** "api: share, login: closed": each rule's degradation mode, for /readyz. */

@@ -13,7 +13,7 @@
  */
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
-import { startNode } from '../../src/node.ts';
+import { startNode } from '../../src/serve.ts';
 import { send, stopRequested } from '../lib/child.ts';
 
 async function main(): Promise<void> {

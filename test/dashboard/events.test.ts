@@ -7,7 +7,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DashboardFrame } from '../../src/http/dashboard/routes.ts';
-import type { RunningNode } from '../../src/node.ts';
+import type { RunningNode } from '../../src/serve.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 
 let running: TestNode | undefined;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { startNode, type RunningNode } from '../../src/serve.ts';
 
 export interface TestNode {
   node: RunningNode;

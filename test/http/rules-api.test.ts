@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { startNode, type RunningNode } from '../../src/serve.ts';
 import { freePorts } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
 

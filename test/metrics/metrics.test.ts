@@ -6,7 +6,7 @@
  * --restrict-status.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RunningNode } from '../../src/node.ts';
+import type { RunningNode } from '../../src/serve.ts';
 import { freePorts } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
 import { sampleValue, scrape } from '../helpers/metrics.ts';

@@ -12,7 +12,7 @@ import pino from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { redactUrl } from '../../src/replication/jetstream/index.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { startNode, type RunningNode } from '../../src/serve.ts';
 import { startSingleServer } from '../../support/nats-server.ts';
 import { waitFor } from '../../support/wait.ts';
 

@@ -13,7 +13,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeDelta, RULES_KIND, WIRE_VERSION, type SlotEntry } from '../../crdt/index.ts';
 import { loadConfig } from '../../src/config.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { startNode, type RunningNode } from '../../src/serve.ts';
 import { nodeSubject } from '../../src/replication/subjects.ts';
 import { startSingleServer } from '../../support/nats-server.ts';
 import { waitFor } from '../../support/wait.ts';

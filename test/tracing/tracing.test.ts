@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { startNode, type RunningNode } from '../../src/node.ts';
+import { startNode, type RunningNode } from '../../src/serve.ts';
 import { startSingleServer } from '../../support/nats-server.ts';
 import { waitFor } from '../../support/wait.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp.ts';

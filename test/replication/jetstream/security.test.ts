@@ -21,7 +21,7 @@ import { encodeDelta, WIRE_VERSION, type SlotEntry } from '../../../crdt/index.t
 import { generateCredentials, seedFile, writeCredentials, type Credential } from '../../../regions/auth.ts';
 import { topologyFromNames, type Topology } from '../../../regions/topology.ts';
 import { loadConfig } from '../../../src/config.ts';
-import { startNode, type RunningNode } from '../../../src/node.ts';
+import { startNode, type RunningNode } from '../../../src/serve.ts';
 import { JetStreamTransport, ReplicationError, provisionDeployment } from '../../../src/replication/jetstream/index.ts';
 import { deliverSubject, durableName, nodeSubject, regionStreamName } from '../../../src/replication/subjects.ts';
 import { startSupercluster, type Supercluster } from '../../../support/supercluster.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
-import { startNode, type RunningNode } from '../../../src/node.ts';
+import { startNode, type RunningNode } from '../../../src/serve.ts';
 import { JetStreamTransport, ReplicationError } from '../../../src/replication/jetstream/index.ts';
 import { startSingleServer } from '../../../support/nats-server.ts';
 import { makeTestCertificates, type TestCertificates } from '../../../support/tls.ts';
