@@ -54,7 +54,7 @@ export class Engine extends EngineState implements Limiter {
 
   /** Which rule a request gets, at which level, and where each effective setting came from. */
   explain(key: string, metadata?: Readonly<Record<string, string>>): Explanation {
-    return explain(this.matchRule(key, metadata), this.rulesById, this.config.tiers, key, metadata);
+    return explain(this.matchRule(key, metadata), this.rules.byId, this.rules.config.tiers, key, metadata);
   }
 
   decide(req: CheckRequest, now: number): Decision {
@@ -397,7 +397,7 @@ export class Engine extends EngineState implements Limiter {
    * has not refunded. Nothing when the rule or the key is gone.
    */
   refundAdmission(a: AdmissionRecord, now: number): RefundResult {
-    const rule = this.rulesById.get(a.ruleId);
+    const rule = this.rules.byId.get(a.ruleId);
     if (rule === undefined) return { ruleId: a.ruleId, refunded: 0 };
     let refunded = 0;
     for (const lim of rule.limits) {
@@ -433,7 +433,7 @@ export class Engine extends EngineState implements Limiter {
   }
 
   admissionTtlMs(ruleId: string): number {
-    return this.rulesById.get(ruleId)?.longestWindowMs ?? 0;
+    return this.rules.byId.get(ruleId)?.longestWindowMs ?? 0;
   }
 
   /**
@@ -447,7 +447,7 @@ export class Engine extends EngineState implements Limiter {
 
   policies(ruleId: string | null): readonly PolicyInfo[] {
     if (ruleId === null) return [];
-    return this.rulesById.get(ruleId)?.policies ?? [];
+    return this.rules.byId.get(ruleId)?.policies ?? [];
   }
 
   /** Current usage of a key under every limit of the rule it matches (for status and tests). */

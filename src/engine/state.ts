@@ -1,19 +1,19 @@
 /**
- * The engine's state and its adapters' side: the rules in force (compiled, indexed, swapped
- * whole), the counter stores of every scope, live keys and their eviction, the load signals of
- * adaptive rules, and what the adapters do with the stores (drain changes for persistence and
- * replication, merge remote cells, restore rows, sweep idle keys). Decisions are made by
+ * The engine's state and its adapters' side: the rules in force with their adaptive signals
+ * (./rules-in-force.ts: compiled, indexed, swapped whole), live keys and their eviction, and
+ * what the adapters do with the counter stores (drain changes for persistence and replication,
+ * merge remote cells, restore rows, sweep idle keys). Decisions are made by
  * `Engine` (src/engine/engine.ts), which extends it.
  *
  * No I/O, no clock: time is a parameter.
  */
 import { NodeTable, type DrainResult, type ScopeId, type SlotEntry, type SlotWindowStore } from '../../crdt/index.ts';
-import { Signals, nextFactor, targetFactor, type SignalState } from './adaptive.ts';
-import { compileRule, rescale, type CompiledLimit, type CompiledRule } from './compile.ts';
+import type { SignalState } from './adaptive.ts';
+import type { CompiledLimit, CompiledRule } from './compile.ts';
 import type { Degradation } from './degradation.ts';
 import { Pulse } from './pulse.ts';
+import { RulesInForce, type AdaptiveStatus } from './rules-in-force.ts';
 import { NearLimitSharing, type SharingView } from './sharing.ts';
-import { RuleMatcher } from './matcher.ts';
 import { Signal } from './signal.ts';
 import type { Decision, RulesConfig } from './types.ts';
 
@@ -85,33 +85,12 @@ function remoteCellRefusal(cl: CompiledLimit, c: SlotEntry, current: number): Re
   return null;
 }
 
-/** Rules compiled and indexed per slice of an asynchronous rules change, between yields to the event loop. */
-const COMPILE_SLICE = 100;
-
-interface Compilation {
-  readonly config: RulesConfig;
-  readonly next: Map<ScopeId, CompiledLimit>;
-  readonly matcher: RuleMatcher;
-  readonly byId: Map<string, CompiledRule>;
-  readonly adaptive: CompiledRule[];
-  /** Compile rule `i` of the config into all of the above. */
-  add(i: number): void;
-}
-
 /** Rules, counter stores, keys and signals; the adapters' side. `Engine` decides on top of it. */
 export class EngineState {
   readonly nodeId: string;
   readonly nodes: NodeTable;
-  private matcher!: RuleMatcher;
-  protected rulesById = new Map<string, CompiledRule>();
-  protected scopes = new Map<ScopeId, CompiledLimit>();
-  /** Counts rules changes asked for: an asynchronous compile overtaken by a later one is dropped. */
-  private rulesTicket = 0;
-  /** Load signals adaptive rules follow (kept across rules changes). */
-  private readonly signals = new Signals();
-  /** Rules with adaptive limits. */
-  private adaptiveRules: CompiledRule[] = [];
-  protected config!: RulesConfig;
+  /** The rules in force, compiled (./rules-in-force.ts). */
+  protected readonly rules: RulesInForce;
   private readonly maxKeys: number;
   private readonly random: () => number;
   private readonly maxFutureSlots: number;
@@ -152,12 +131,12 @@ export class EngineState {
     this.maxKeys = opts.maxKeys ?? 1_000_000;
     this.random = opts.random ?? Math.random;
     this.maxFutureSlots = opts.maxFutureSlots ?? 1;
-    this.setRules(opts.rules);
+    this.rules = new RulesInForce(this.nodes, opts.rules, (keys) => (this.liveKeys -= keys));
   }
 
   /** The rules in force. */
   get rulesConfig(): RulesConfig {
-    return this.config;
+    return this.rules.config;
   }
 
   /**
@@ -165,100 +144,33 @@ export class EngineState {
    * keep their counters; a changed `limit` value applies at once to the existing counts.
    */
   setRules(config: RulesConfig): void {
-    this.rulesTicket++;
-    const c = this.compilation(config);
-    for (let i = 0; i < config.rules.length; i++) c.add(i);
-    this.install(c);
+    this.rules.set(config);
   }
 
   /**
-   * `setRules` that does not hold the event loop: the rules are compiled and indexed in slices
-   * with a yield between them (checks go on with the rules in force meanwhile), then swapped in
-   * at once. The last call made wins: a compile overtaken by a later setRules or setRulesAsync
-   * is dropped (it resolves without installing).
+   * `setRules` that does not hold the event loop: compiled in slices while checks go on, then
+   * swapped in at once; a compile overtaken by a later change is dropped.
    */
-  async setRulesAsync(config: RulesConfig): Promise<void> {
-    const ticket = ++this.rulesTicket;
-    const c = this.compilation(config);
-    for (let i = 0; i < config.rules.length; i++) {
-      c.add(i);
-      if (i % COMPILE_SLICE === COMPILE_SLICE - 1) {
-        await yieldToLoop();
-        if (ticket !== this.rulesTicket) return;
-      }
-    }
-    this.install(c);
-  }
-
-  /** A rules change being compiled: its scopes, matcher, rules by id and adaptive rules, rule by rule. */
-  private compilation(config: RulesConfig): Compilation {
-    const next = new Map<ScopeId, CompiledLimit>();
-    const existing = (scope: ScopeId) => this.scopes.get(scope);
-    const c: Compilation = {
-      config,
-      next,
-      matcher: new RuleMatcher(config.tiers, config.rules.length),
-      byId: new Map(),
-      adaptive: [],
-      add: (i) => {
-        const r = compileRule(config.rules[i], i, config.slotsPerWindow, this.nodes, existing, next);
-        c.matcher.add(r);
-        c.byId.set(r.id, r);
-        if (r.adaptive !== null) c.adaptive.push(r);
-      },
-    };
-    return c;
-  }
-
-  /** Swap compiled rules in (synchronous: no check sees half of a change). */
-  private install(c: Compilation): void {
-    c.matcher.seal();
-    // Scopes that disappeared release their keys.
-    for (const [scope, cl] of this.scopes) if (!c.next.has(scope)) this.liveKeys -= cl.store.size;
-    this.scopes = c.next;
-    this.matcher = c.matcher;
-    this.rulesById = c.byId;
-    this.config = c.config;
-    // Adaptive rules start at the factor the signals ask for now (a rules change does not reset them).
-    this.adaptiveRules = c.adaptive;
-    for (const r of this.adaptiveRules) {
-      const f = targetFactor(r.adaptive!.spec, this.signals.smoothed(r.adaptive!.spec.signal));
-      if (f !== r.adaptive!.factor) rescale(r, f, c.config.slotsPerWindow);
-    }
+  setRulesAsync(config: RulesConfig): Promise<void> {
+    return this.rules.setAsync(config);
   }
 
   /**
-   * A load signal's new health in [0, 1] (1 healthy): smoothed, then the rules that follow it
-   * move their factor when the smoothed target is far enough from the one in force
-   * (src/engine/adaptive.ts). Counts are kept; the new limits apply at once.
+   * A load signal's new health in [0, 1] (1 healthy): the adaptive rules that follow it move
+   * their factor (./adaptive.ts). Counts are kept; the new limits apply at once.
    */
   setSignal(name: string, health: number, now: number): SignalState {
-    const state = this.signals.update(name, health, now);
-    for (const r of this.adaptiveRules) {
-      const a = r.adaptive!;
-      if (a.spec.signal !== name) continue;
-      const f = nextFactor(a.spec, a.factor, state.smoothed);
-      if (f !== a.factor) rescale(r, f, this.config.slotsPerWindow);
-    }
-    return state;
+    return this.rules.setSignal(name, health, now);
   }
 
   /** Every signal received, and each adaptive rule's factor and effective limits (for /v1/status). */
-  adaptiveStatus(): { signals: Record<string, SignalState>; rules: { ruleId: string; signal: string; factor: number; limits: { policy: string; limit: number }[] }[] } {
-    return {
-      signals: this.signals.all(),
-      rules: this.adaptiveRules.map((r) => ({
-        ruleId: r.id,
-        signal: r.adaptive!.spec.signal,
-        factor: Math.round(r.adaptive!.factor * 1000) / 1000,
-        limits: r.limits.map((l) => ({ policy: l.policy.name, limit: l.math.capacity })),
-      })),
-    };
+  adaptiveStatus(): AdaptiveStatus {
+    return this.rules.adaptiveStatus();
   }
 
   /** The rule that applies to a request, or undefined. Highest priority match wins. */
   matchRule(key: string, metadata?: Readonly<Record<string, string>>): CompiledRule | undefined {
-    return this.matcher.match(key, metadata);
+    return this.rules.match(key, metadata);
   }
 
   /**
@@ -305,7 +217,7 @@ export class EngineState {
 
   /** The compiled limit of a scope, if this node knows it. */
   scope(scope: ScopeId): CompiledLimit | undefined {
-    return this.scopes.get(scope);
+    return this.rules.scopes.get(scope);
   }
 
   // ---- adapters' side ----
@@ -313,14 +225,14 @@ export class EngineState {
   /** Take every change since the last drain, for both consumers (tests and tools). */
   drain(): DrainResult {
     const out: DrainResult = { rows: [], own: [] };
-    for (const cl of this.scopes.values()) if (cl.store.hasChanges) cl.store.drain(out);
+    for (const cl of this.rules.scopes.values()) if (cl.store.hasChanges) cl.store.drain(out);
     return out;
   }
 
   /** Every cell changed since the last drainRows (every node's): what persistence writes. */
   drainRows(): SlotEntry[] {
     const rows: SlotEntry[] = [];
-    for (const cl of this.scopes.values()) if (cl.store.hasRowChanges) cl.store.drainRows(rows);
+    for (const cl of this.rules.scopes.values()) if (cl.store.hasRowChanges) cl.store.drainRows(rows);
     return rows;
   }
 
@@ -330,7 +242,7 @@ export class EngineState {
    */
   drainOwn(): SlotEntry[] {
     const own = this.drainUrgent();
-    for (const cl of this.scopes.values()) if (cl.store.hasOwnChanges) cl.store.drainOwn(own);
+    for (const cl of this.rules.scopes.values()) if (cl.store.hasOwnChanges) cl.store.drainOwn(own);
     return own;
   }
 
@@ -346,14 +258,14 @@ export class EngineState {
 
   /** Ship these own cells again (their publish failed): the next drainOwn takes their keys' current values. */
   requeueOwn(cells: readonly SlotEntry[]): void {
-    for (const c of cells) this.scopes.get(c.scope)?.store.requeueOwn(c);
+    for (const c of cells) this.rules.scopes.get(c.scope)?.store.requeueOwn(c);
     if (cells.length > 0) this.ownChanged.fire();
   }
 
   /** Mark every own cell held to be shipped (after a restart from storage). Returns keys marked. */
   shipAllOwn(): number {
     let n = 0;
-    for (const cl of this.scopes.values()) n += cl.store.markAllOwnDirty();
+    for (const cl of this.rules.scopes.values()) n += cl.store.markAllOwnDirty();
     if (n > 0) this.ownChanged.fire();
     return n;
   }
@@ -374,7 +286,7 @@ export class EngineState {
     let changed = 0;
     for (let i = 0; i < cells.length; i++) {
       const c = cells[i];
-      const cl = this.scopes.get(c.scope);
+      const cl = this.rules.scopes.get(c.scope);
       if (cl === undefined) {
         this.counters.unknownScopeCells++;
         continue;
@@ -409,7 +321,7 @@ export class EngineState {
   restore(rows: Iterable<SlotEntry>, now: number): number {
     let n = 0;
     for (const c of rows) {
-      const cl = this.scopes.get(c.scope);
+      const cl = this.rules.scopes.get(c.scope);
       if (cl === undefined) continue;
       const current = Math.floor(now / cl.math.slotMs);
       if (c.slot <= current - cl.store.ringSlots) continue;
@@ -457,13 +369,13 @@ export class EngineState {
    */
   sweep(now: number, budget = 10_000): number {
     let evicted = 0;
-    for (const cl of this.scopes.values()) {
+    for (const cl of this.rules.scopes.values()) {
       const n = cl.store.sweepIdle(Math.floor(now / cl.math.slotMs), budget);
       evicted += n;
     }
     this.liveKeys -= evicted;
     this.counters.idleEvictions += evicted;
-    this.sharing?.sweep(now, (scope) => this.scopes.get(scope)?.spec.windowMs);
+    this.sharing?.sweep(now, (scope) => this.rules.scopes.get(scope)?.spec.windowMs);
     if (this.future.length > 0) {
       const held = this.future;
       this.future = [];
@@ -487,20 +399,20 @@ export class EngineState {
       futureCellsHeld: this.future.length,
       futureCellsDropped: this.counters.futureCellsDropped,
       refusedCells: { ...this.counters.refusedCells },
-      scopes: this.scopes.size,
+      scopes: this.rules.scopes.size,
     };
   }
 
   /** Every non-zero cell of every scope (full state; for tests, snapshots and rebuilds). */
   snapshot(): SlotEntry[] {
     const out: SlotEntry[] = [];
-    for (const cl of this.scopes.values()) for (const c of cl.store.snapshot()) out.push(c);
+    for (const cl of this.rules.scopes.values()) for (const c of cl.store.snapshot()) out.push(c);
     return out;
   }
 
   /** All scopes (for storage expiry and metrics). */
   allScopes(): IterableIterator<CompiledLimit> {
-    return this.scopes.values();
+    return this.rules.scopes.values();
   }
 
   // ---- keys and eviction ----
@@ -518,7 +430,7 @@ export class EngineState {
    * sample grows up to 64 keys to find one.
    */
   private evictOne(now: number, protect?: string): void {
-    const scopes = [...this.scopes.values()].filter((s) => s.store.size > 0);
+    const scopes = [...this.rules.scopes.values()].filter((s) => s.store.size > 0);
     if (scopes.length === 0) return;
     let best: CompiledLimit | undefined;
     let bestE = -1;
@@ -566,6 +478,3 @@ function pickWeighted(scopes: readonly CompiledLimit[], random: () => number): C
 }
 
 /** Let the event loop run (timers, I/O) before going on. */
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
