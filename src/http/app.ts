@@ -2,7 +2,7 @@
  * HTTP adapter: `buildApp()` builds a fastify instance around a `Limiter` without listening
  * (src/main.ts listens; tests use `inject`).
  *
- * Routes
+ * Routes (the check routes are src/http/check-routes.ts)
  *   POST /v1/check        {key, metadata?, cost?, requestId?}  -> 200 allowed | 429 denied, Decision
  *                         {checks: [{key, metadata?, cost?, name?}, ...]}  -> 200 | 429, all must pass:
  *                         the deciding dimension's Decision + {dimension, dimensions} (none counted when denied)
@@ -23,45 +23,27 @@
  * Every refused request is refused before the limiter is called, so nothing is counted for it.
  * Errors become `{error, message, path?}` in src/http/errors.ts only.
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
-import { AdmissionLedger, admit } from '../engine/admissions.ts';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
+import { AdmissionLedger } from '../engine/admissions.ts';
 import { ConfigError, type ConfigProblem } from '../engine/errors.ts';
-import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
+import type { Decision, Limiter } from '../engine/types.ts';
 import type { Explanation } from '../engine/explain.ts';
 import { registerAdmissionRoutes } from './admission-routes.ts';
+import { registerCheckRoutes } from './check-routes.ts';
 import { afterCommitWith } from './commit.ts';
-import { settleShareWait, type ShareWait } from './share-wait.ts';
+import type { ShareWait } from './share-wait.ts';
 import { registerRulesRoutes, type RulesApi } from './rules-routes.ts';
 import { registerExplainRoute } from './explain-routes.ts';
 import { registerSignalRoute } from './signal-routes.ts';
 import type { SignalState } from '../engine/adaptive.ts';
 import { adminAuth } from './admin-auth.ts';
 import type { ApiTokens } from './api-tokens.ts';
-import { installForwardedHeader, ipKey, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
-import { errorHandler, frameworkErrors, inputError, makeNotFoundHandler } from './errors.ts';
-import { RateLimitHeaders } from './headers.ts';
+import { installForwardedHeader, trustProxyOption, type ForwardedHeader } from './client-ip.ts';
+import { errorHandler, frameworkErrors, makeNotFoundHandler } from './errors.ts';
 import { compileSchema, validate } from '../engine/validation.ts';
-import {
-  DEFAULT_LIMITS,
-  appOptionsSchema,
-  batchBodySchema,
-  batchResultSchema,
-  checkKey,
-  checkRouteBodySchema,
-  checkMetadataBytes,
-  decisionSchema,
-  errorBodySchema,
-  healthSchema,
-  readySchema,
-  type BatchBody,
-  type CheckBody,
-  type CheckRouteBody,
-  type InputLimits,
-  type InputProblem,
-} from './schemas.ts';
+import { DEFAULT_LIMITS, appOptionsSchema, errorBodySchema, healthSchema, readySchema, type InputLimits } from './schemas.ts';
 import { applyServerLimits, fastifyServerOptions, resolveServerLimits, type ServerLimits } from './server-options.ts';
 import { parseCheckQuery } from './query.ts';
-import { RecentRequests } from './request-ids.ts';
 import { installStrictUtf8, parseQueryStrict } from './utf8.ts';
 import { randomWords } from '../random-words.ts';
 
@@ -161,9 +143,7 @@ export interface UsageReport {
   limits: { policy: string; scope: string; usage: number; capacity: number }[];
 }
 
-export const ROUTE_CHECK = 'POST /v1/check';
-export const ROUTE_BATCH = 'POST /v1/check/batch';
-export const ROUTE_CHECK_GET = 'GET /v1/check';
+export { ROUTE_BATCH, ROUTE_CHECK, ROUTE_CHECK_GET } from './check-routes.ts';
 
 const DEFAULT_BODY_LIMIT = 64 * 1024;
 
@@ -184,16 +164,11 @@ function resolveOptions(opts: BuildAppOptions) {
   return { limits, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT, denyStatus: opts.denyStatus ?? 429, now: opts.now ?? Date.now };
 }
 
-function refuse(p: InputProblem): never {
-  throw inputError(p.code, p.message, p.path);
-}
-
 export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const { limits, bodyLimit, denyStatus, now } = resolveOptions(opts);
   const limiter = opts.limiter;
   const onDecision = opts.onDecision;
   const readiness: () => ReadinessReport = opts.readiness ?? (() => ({ ready: true }));
-  const headers = new RateLimitHeaders(limiter);
 
   // fastify 5 takes logger options as `logger` and a ready logger (e.g. a pino instance) as
   // `loggerInstance`; accept either through the one `logger` option.
@@ -229,30 +204,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const apiGuard = api !== undefined && api.required ? { onRequest: api.hook } : {};
   const statusGuard = opts.restrictStatus === true ? { onRequest: admin.hook } : apiGuard;
   const ledger = opts.admissions ?? new AdmissionLedger({ nodeId: limiter.nodeId, maxEntries: opts.maxAdmissions, random: opts.admissionRandom ?? randomWords() });
-  /** Names an allowed check that counted, for a refund. */
-  const admitted = (d: Decision, req: CheckRequest, at: number): Decision => admit(d, req, at, limiter, ledger);
-  const recent = new RecentRequests({ ttlMs: opts.requestIdTtlMs });
-  /** Decides a body check; a repeat of a check with a request id is answered as before, counting nothing. */
-  const decideBody = (req: CheckBody, at: number): { d: Decision; counted: boolean } => {
-    const id = req.requestId;
-    if (id === undefined) {
-      const d = admitted(limiter.decide(req, at), req, at);
-      return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
-    }
-    const cost = req.cost ?? 1;
-    const seen = recent.get(id, req.key, cost, at);
-    if (seen !== undefined) return { d: seen, counted: false };
-    const d = admitted(limiter.decide(req, at), req, at);
-    // A SHARE_WAIT counted nothing and is decided again: a repeat is a new decision.
-    if (d.code !== 'SHARE_WAIT') recent.remember(id, req.key, cost, d, at);
-    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
-  };
-  const shareWait = opts.shareWait !== undefined && opts.shareWait.maxWaitMs > 0 ? opts.shareWait : undefined;
-  /** A check answered SHARE_WAIT is decided again as the peers' counts arrive (src/http/share-wait.ts). */
-  const settled = async (first: Decision, decide: () => Decision): Promise<{ d: Decision; counted: boolean }> => {
-    const d = await settleShareWait(first, decide, shareWait!);
-    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
-  };
 
   // Known paths and their methods, so a wrong method answers 405 instead of 404.
   const methodsByPath = new Map<string, string[]>();
@@ -264,136 +215,31 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   });
   app.setNotFoundHandler(makeNotFoundHandler((path) => methodsByPath.get(path)));
 
-  const report = (d: Decision, route: string, req: FastifyRequest) => {
-    if (onDecision === undefined) return;
-    try {
-      onDecision(d, route);
-    } catch (err) {
-      req.log.error({ err }, 'onDecision hook failed');
-    }
-  };
-
   const commit = opts.commit;
   /** Runs `send` now, or after the durability barrier when something was counted. */
   const afterCommit = afterCommitWith(commit);
 
-  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted = true) => {
-    const h = headers.headersFor(d);
-    if (h !== null) reply.headers(h);
-    reply.code(d.allowed ? 200 : deniedStatus);
-    // A denied check counted nothing; an allowed one with no rule counted nothing either.
-    if (commit === undefined || !counted || !d.allowed || d.ruleId === null) return reply.send(d);
-    return afterCommit(reply, true, d);
-  };
 
   const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
 
-  /** Several dimensions that must all pass: decided together, counted all or none. */
-  const checkDimensions = (body: CheckRouteBody, req: FastifyRequest, reply: FastifyReply) => {
-    const checks = body.checks!;
-    for (const field of ['key', 'metadata', 'cost', 'priority', 'requestId'] as const) {
-      if (body[field] !== undefined) throw inputError('INVALID_BODY', `give either "key" (one check) or "checks" (several dimensions), not both: "${field}" belongs in each check`, `/${field}`);
-    }
-    for (let i = 0; i < checks.length; i++) {
-      const c = checks[i];
-      const p = checkKey(c.key, limits, `/checks/${i}/key`) ?? (c.metadata !== undefined ? checkMetadataBytes(c.metadata, limits, `/checks/${i}/metadata`) : null);
-      if (p !== null) refuse(p);
-    }
-    if (limiter.decideAll === undefined) throw inputError('INVALID_BODY', 'this limiter does not decide several dimensions in one check', '/checks');
-    const t = now();
-    const reqs: CheckRequest[] = checks.map((c) => ({ key: c.key, metadata: c.metadata, cost: c.cost, priority: c.priority }));
-    const m = limiter.decideAll(reqs, t);
-    const decided = m.decisions.map((d, i) => (m.allowed ? admitted(d, reqs[i], t) : d));
-    const dimensions = decided.map((d, i) => (checks[i].name === undefined ? { key: checks[i].key, ...d } : { key: checks[i].key, name: checks[i].name, ...d }));
-    const name = checks[m.binding].name;
-    const answer: Record<string, unknown> = { ...decided[m.binding], dimension: m.binding };
-    if (name !== undefined) answer.dimensionName = name;
-    answer.dimensions = dimensions;
-    report(m.decisions[m.binding], ROUTE_CHECK, req);
-    const h = headers.headersFor(m.decisions[m.binding]);
-    if (h !== null) reply.headers(h);
-    reply.code(m.allowed ? 200 : 429);
-    reply.serializer(JSON.stringify);
-    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null && d.bypassed !== true);
-    return afterCommit(reply, counted, answer);
-  };
-
-  app.post(
-    '/v1/check',
-    { ...apiGuard, schema: { body: checkRouteBodySchema(limits), response: { 200: decisionSchema, 429: decisionSchema, ...errorResponses } } },
-    (req, reply) => {
-      const body = req.body as CheckRouteBody;
-      if (body.checks !== undefined) return checkDimensions(body, req, reply);
-      if (body.key === undefined) throw inputError('KEY_MISSING', 'key is required (or checks, for several dimensions)', '/key');
-      const p = checkKey(body.key, limits, '/key') ?? (body.metadata !== undefined ? checkMetadataBytes(body.metadata, limits, '/metadata') : null);
-      if (p !== null) refuse(p);
-      const first = decideBody(body as CheckBody, now());
-      if (first.d.code === 'SHARE_WAIT' && shareWait !== undefined) {
-        return settled(first.d, () => decideBody(body as CheckBody, now()).d).then(({ d, counted }) => {
-          report(d, ROUTE_CHECK, req);
-          return sendDecision(reply, d, 429, counted);
-        });
-      }
-      report(first.d, ROUTE_CHECK, req);
-      return sendDecision(reply, first.d, 429, first.counted);
-    },
-  );
-
-  app.post(
-    '/v1/check/batch',
-    { ...apiGuard, schema: { body: batchBodySchema(limits), response: { 200: batchResultSchema, ...errorResponses } } },
-    (req, reply) => {
-      const checks = (req.body as BatchBody).checks;
-      // Validate every entry before counting any.
-      for (let i = 0; i < checks.length; i++) {
-        const c = checks[i];
-        const p =
-          checkKey(c.key, limits, `/checks/${i}/key`) ??
-          (c.metadata !== undefined ? checkMetadataBytes(c.metadata, limits, `/checks/${i}/metadata`) : null);
-        if (p !== null) refuse(p);
-      }
-      const t = now();
-      const results: Decision[] = new Array(checks.length);
-      let counted = false;
-      for (let i = 0; i < checks.length; i++) {
-        const r = decideBody(checks[i], t);
-        const d = r.d;
-        results[i] = d;
-        if (r.counted) counted = true;
-        report(d, ROUTE_BATCH, req);
-      }
-      return afterCommit(reply, counted, { results });
-    },
-  );
+  registerCheckRoutes(app, {
+    limiter,
+    ledger,
+    limits,
+    now,
+    denyStatus,
+    apiGuard,
+    commit,
+    afterCommit,
+    errorResponses,
+    onDecision,
+    requestIdTtlMs: opts.requestIdTtlMs,
+    shareWait: opts.shareWait !== undefined && opts.shareWait.maxWaitMs > 0 ? opts.shareWait : undefined,
+  });
 
   const adminHere = opts.adminRoutes !== false;
   if (adminHere && opts.rules !== undefined) registerRulesRoutes(app, { rules: opts.rules, guard: admin.hook });
   registerAdmissionRoutes(app, { limiter, ledger, limits, now, apiGuard, adminGuard: adminHere ? { onRequest: admin.hook } : undefined, afterCommit, errorResponses });
-
-  // GET for proxies. No schema: metadata arrives as dynamic `m.<name>` parameters, and query
-  // strings are strings, so the checks are by hand (with the same codes as the body routes).
-  // HEAD is not exposed: it would count. Without `key`, the key is `ip:<client IP>`
-  // (src/http/client-ip.ts: the socket peer, or through trusted proxies only).
-  app.get(
-    '/v1/check',
-    { ...apiGuard, exposeHeadRoute: false, schema: { response: { 200: decisionSchema, [denyStatus]: decisionSchema, ...errorResponses } } },
-    (req, reply) => {
-      const req1 = parseCheckQuery(req.query as Record<string, string | string[] | undefined>, limits, true, ipKey(req.ip));
-      const decide = () => {
-        const t = now();
-        return admitted(limiter.decide(req1, t), req1, t);
-      };
-      const first = decide();
-      if (first.code === 'SHARE_WAIT' && shareWait !== undefined) {
-        return settled(first, decide).then(({ d }) => {
-          report(d, ROUTE_CHECK_GET, req);
-          return sendDecision(reply, d, denyStatus);
-        });
-      }
-      report(first, ROUTE_CHECK_GET, req);
-      return sendDecision(reply, first, denyStatus);
-    },
-  );
 
   if (opts.inspect !== undefined) {
     const inspect = opts.inspect;
