@@ -8,7 +8,7 @@ import { clientSection } from './client.ts';
 import { decideSection } from './decide.ts';
 import { httpSection } from './http.ts';
 import { memorySection } from './memory.ts';
-import { replicationSection } from './replication.ts';
+import { replicationSection } from './replication/index.ts';
 import { restartSection } from './restart.ts';
 import { rulesSection } from './rules.ts';
 import { rulesPropagationSection } from './rules-propagation.ts';
