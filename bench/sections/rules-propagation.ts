@@ -3,7 +3,7 @@
  * (three nats-servers in a supercluster, each node its own NATS user), one limiter process per
  * region; each round a `PUT /v1/rules` on the next node in turn, then every node is polled
  * (every 2 ms) until it answers the new version. The figure is the time until the last node
- * has it, per change; target: p99 ≤ 1 s (issue 10).
+ * has it, per change; target: p99 ≤ 1 s.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
