@@ -15,7 +15,7 @@ import { settleShareWait } from './http/share-wait.ts';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { loadConfig, type NodeConfig } from './config.ts';
-import { admit } from './engine/admissions.ts';
+import { admit, isCounted } from './engine/admissions.ts';
 import { LimiterError, type ErrorCode } from './engine/errors.ts';
 import { validateRules } from './engine/rules.ts';
 import { compileSchema, type Check } from './engine/validation.ts';
@@ -139,7 +139,7 @@ class EmbeddedLimiter implements Limiter {
 
   private decide(req: CheckRequest, t: number): Decision {
     const d = this.parts.limiter.decide(req, t);
-    return this.refunds && d.allowed && d.ruleId !== null && d.bypassed !== true ? new AdmittedDecision(d, this, req, t) : d;
+    return this.refunds && isCounted(d) ? new AdmittedDecision(d, this, req, t) : d;
   }
 
   /** The admission id of an allowed check, issued when first read (AdmittedDecision). */

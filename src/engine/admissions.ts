@@ -198,9 +198,17 @@ function compact(q: Queue): void {
   }
 }
 
+/**
+ * Whether a decision counted something: allowed, under a rule, not let through by a priority
+ * bypass. What an admission id names, and what a durability barrier waits for.
+ */
+export function isCounted(d: Decision): d is Decision & { ruleId: string } {
+  return d.allowed && d.ruleId !== null && d.bypassed !== true;
+}
+
 /** Names an allowed check that counted, for a refund (the HTTP routes and the embedded limiter). */
 export function admit(d: Decision, req: CheckRequest, at: number, limiter: Limiter, ledger: AdmissionLedger): Decision {
-  if (d.allowed && d.ruleId !== null && d.bypassed !== true) {
+  if (isCounted(d)) {
     d.admissionId = ledger.issue({ ruleId: d.ruleId, key: req.key, at, cost: req.cost ?? 1 }, limiter.admissionTtlMs(d.ruleId), at);
   }
   return d;

@@ -215,9 +215,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   });
   app.setNotFoundHandler(makeNotFoundHandler((path) => methodsByPath.get(path)));
 
-  const commit = opts.commit;
-  /** Runs `send` now, or after the durability barrier when something was counted. */
-  const afterCommit = afterCommitWith(commit);
+  /** Sends an answer now, or after the durability barrier when something was counted. */
+  const afterCommit = afterCommitWith(opts.commit);
 
 
   const errorResponses = { 400: errorBodySchema, 401: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema };
@@ -229,7 +228,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     now,
     denyStatus,
     apiGuard,
-    commit,
     afterCommit,
     errorResponses,
     onDecision,

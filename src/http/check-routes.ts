@@ -6,7 +6,7 @@
  * headers and answers after the durability barrier when something was counted.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
-import { admit, type AdmissionLedger } from '../engine/admissions.ts';
+import { admit, isCounted, type AdmissionLedger } from '../engine/admissions.ts';
 import type { CheckRequest, Decision, Limiter } from '../engine/types.ts';
 import { ipKey } from './client-ip.ts';
 import type { AfterCommit } from './commit.ts';
@@ -42,8 +42,7 @@ export interface CheckRoutesOptions {
   denyStatus: number;
   /** The API token hook, when tokens are required. */
   apiGuard: { onRequest?: onRequestHookHandler };
-  /** The durability barrier (undefined: answer at once). */
-  commit: (() => Promise<unknown> | undefined | void) | undefined;
+  /** Answers, after the durability barrier when something was counted (./commit.ts). */
   afterCommit: AfterCommit;
   errorResponses: Record<number, unknown>;
   /** Called with every decision and its route (metrics, logs); its failure is logged, never answered. */
@@ -59,7 +58,7 @@ function refuse(p: InputProblem): never {
 }
 
 export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions): void {
-  const { limiter, ledger, limits, now, denyStatus, apiGuard, commit, afterCommit, errorResponses, onDecision, shareWait } = o;
+  const { limiter, ledger, limits, now, denyStatus, apiGuard, afterCommit, errorResponses, onDecision, shareWait } = o;
   const headers = new RateLimitHeaders(limiter);
   /** Names an allowed check that counted, for a refund. */
   const admitted = (d: Decision, req: CheckRequest, at: number): Decision => admit(d, req, at, limiter, ledger);
@@ -69,7 +68,7 @@ export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions)
     const id = req.requestId;
     if (id === undefined) {
       const d = admitted(limiter.decide(req, at), req, at);
-      return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
+      return { d, counted: isCounted(d) };
     }
     const cost = req.cost ?? 1;
     const seen = recent.get(id, req.key, cost, at);
@@ -77,12 +76,12 @@ export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions)
     const d = admitted(limiter.decide(req, at), req, at);
     // A SHARE_WAIT counted nothing and is decided again: a repeat is a new decision.
     if (d.code !== 'SHARE_WAIT') recent.remember(id, req.key, cost, d, at);
-    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
+    return { d, counted: isCounted(d) };
   };
   /** A check answered SHARE_WAIT is decided again as the peers' counts arrive (src/http/share-wait.ts). */
   const settled = async (first: Decision, decide: () => Decision): Promise<{ d: Decision; counted: boolean }> => {
     const d = await settleShareWait(first, decide, shareWait!);
-    return { d, counted: d.allowed && d.ruleId !== null && d.bypassed !== true };
+    return { d, counted: isCounted(d) };
   };
 
   const report = (d: Decision, route: string, req: FastifyRequest) => {
@@ -94,15 +93,13 @@ export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions)
     }
   };
 
-  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted = true) => {
+  /** Headers, status and the Decision, after the durability barrier when it counted something. */
+  const sendDecision = (reply: FastifyReply, d: Decision, deniedStatus: number, counted: boolean) => {
     const h = headers.headersFor(d);
     if (h !== null) reply.headers(h);
     reply.code(d.allowed ? 200 : deniedStatus);
-    // A denied check counted nothing; an allowed one with no rule counted nothing either.
-    if (commit === undefined || !counted || !d.allowed || d.ruleId === null) return reply.send(d);
-    return afterCommit(reply, true, d);
+    return afterCommit(reply, counted, d);
   };
-
 
   /** Several dimensions that must all pass: decided together, counted all or none. */
   const checkDimensions = (body: CheckRouteBody, req: FastifyRequest, reply: FastifyReply) => {
@@ -130,7 +127,7 @@ export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions)
     if (h !== null) reply.headers(h);
     reply.code(m.allowed ? 200 : 429);
     reply.serializer(JSON.stringify);
-    const counted = m.allowed && m.decisions.some((d) => d.ruleId !== null && d.bypassed !== true);
+    const counted = m.allowed && m.decisions.some(isCounted);
     return afterCommit(reply, counted, answer);
   };
 
@@ -199,11 +196,11 @@ export function registerCheckRoutes(app: FastifyInstance, o: CheckRoutesOptions)
       if (first.code === 'SHARE_WAIT' && shareWait !== undefined) {
         return settled(first, decide).then(({ d }) => {
           report(d, ROUTE_CHECK_GET, req);
-          return sendDecision(reply, d, denyStatus);
+          return sendDecision(reply, d, denyStatus, isCounted(d));
         });
       }
       report(first, ROUTE_CHECK_GET, req);
-      return sendDecision(reply, first, denyStatus);
+      return sendDecision(reply, first, denyStatus, isCounted(first));
     },
   );
 
