@@ -156,7 +156,7 @@ class EmbeddedLimiter implements Limiter {
     if (d.code === 'SHARE_WAIT' && replicator !== undefined && config.shareWaitMs > 0) {
       d = await settleShareWait(d, () => this.decide(req, this.parts.now()), { progress: () => engine.peersProgress.next(), maxWaitMs: config.shareWaitMs });
     }
-    if (d.allowed && d.ruleId !== null) {
+    if (isCounted(d)) {
       // `sync` durability: answer once the admission is committed (batch: nothing to wait for).
       const committed = this.parts.commit();
       if (committed !== undefined) await committed;
@@ -171,7 +171,7 @@ class EmbeddedLimiter implements Limiter {
     reqs.forEach((r, i) => this.valid(r, `/checks/${i}`));
     const t = this.parts.now();
     const out = reqs.map((r) => this.decide(r, t));
-    if (out.some((d) => d.allowed && d.ruleId !== null)) await this.parts.commit();
+    if (out.some(isCounted)) await this.parts.commit();
     return out;
   }
 

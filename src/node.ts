@@ -11,7 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import type { NodeConfig } from './config.ts';
 import { EVENT_LOOP_SIGNAL, eventLoopHealth } from './engine/adaptive.ts';
-import { AdmissionLedger } from './engine/admissions.ts';
+import { AdmissionLedger, isCounted } from './engine/admissions.ts';
 import { Engine } from './engine/engine.ts';
 import { formatVersion } from '../crdt/index.ts';
 import { ApiTokens } from './http/api-tokens.ts';
@@ -373,7 +373,8 @@ export async function buildNode(config: Readonly<NodeConfig>, opts: StartNodeOpt
           nodeId: engine.nodeId,
           decide: (req: CheckRequest, at: number) => {
             const d = engine.decide(req, at);
-            if (d.allowed && d.ruleId !== null) persistence.noteAdmission(() => engine.undoAdmission(req, at));
+            // A priority bypass counted nothing: there is nothing to undo.
+            if (isCounted(d)) persistence.noteAdmission(() => engine.undoAdmission(req, at));
             return d;
           },
           refundAdmission: (a, at) => engine.refundAdmission(a, at),
