@@ -19,6 +19,7 @@ import { Engine } from '../../src/engine/engine.ts';
 import { HIGH_LIMIT, catchAllRules, makeKeys, pkgVersion } from '../lib/fixtures.ts';
 import { max, median, min } from '../../support/stats.ts';
 import { si } from '../lib/format.ts';
+import { CHUNK, timed, type Runner } from '../lib/timed.ts';
 import { check, type BenchContext, type Check, type Figure, type Section, type SectionResult } from '../lib/types.ts';
 
 interface Case {
@@ -39,10 +40,6 @@ const CASES: Case[] = [
   { id: '100kkeys.denied', label: '100k keys, denied', keys: 100_000, path: 'denied' },
   { id: '1key.admitted.namedAlgorithm', label: '1 key, admitted, rule names its algorithm', keys: 1, path: 'admitted', namedAlgorithm: true },
 ];
-
-const CHUNK = 1000;
-
-type Runner = (ops: number) => number | Promise<number>;
 
 /** Ours: returns the number of unexpected outcomes in `ops` calls. */
 function oursRunner(engine: Engine, keys: readonly string[], allowed: boolean): Runner {
@@ -83,22 +80,6 @@ function peerRunner(rl: RateLimiterMemory, keys: readonly string[], allowed: boo
     if (ok + denied !== ops) throw new Error(`consume: ${ok + denied} of ${ops} promises settled`);
     return allowed ? denied : ok;
   };
-}
-
-/** Runs `fn` in chunks until `durationMs` has passed; returns ops/s. */
-async function timed(fn: Runner, durationMs: number): Promise<number> {
-  let ops = 0;
-  let bad = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < durationMs) {
-    const r = fn(CHUNK);
-    bad += typeof r === 'number' ? r : await r;
-    ops += CHUNK;
-    t = performance.now();
-  }
-  if (bad > 0) throw new Error(`${bad} of ${ops} calls had the wrong outcome`);
-  return ops / ((t - t0) / 1000);
 }
 
 export const decideSection: Section = {

@@ -20,51 +20,40 @@ import { max, median, min } from '../../support/stats.ts';
 import { si } from '../lib/format.ts';
 import { HIGH_LIMIT } from '../lib/fixtures.ts';
 import { runChild } from '../lib/child.ts';
+import { timed, type Runner } from '../lib/timed.ts';
 import type { RulesSwapResult } from '../children/rules-swap.ts';
 import { check, type BenchContext, type Section, type SectionResult } from '../lib/types.ts';
 
 const RULES = 10_000;
 /** Node flags for large rule sets (docs/OPERATIONS.md, "Many rules"). */
 const SWAP_TUNING = ['--max-semi-space-size=4'];
-const CHUNK = 1000;
 
 type Matcher = Pick<RuleMatcher, 'match'>;
 
-/** matchRule() calls per second (finding the rule only). */
-function timedMatch(m: Matcher, reqs: readonly CheckRequest[], durationMs: number): number {
+/** matchRule() over `reqs` in turn; a request no rule matches is a wrong outcome. */
+function matchRunner(m: Matcher, reqs: readonly CheckRequest[]): Runner {
   let idx = 0;
-  let ops = 0;
-  let found = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < durationMs) {
-    for (let j = 0; j < CHUNK; j++) {
-      if (m.match(reqs[idx].key, reqs[idx].metadata) !== undefined) found++;
+  return (ops) => {
+    let missed = 0;
+    for (let j = 0; j < ops; j++) {
+      if (m.match(reqs[idx].key, reqs[idx].metadata) === undefined) missed++;
       if (++idx === reqs.length) idx = 0;
     }
-    ops += CHUNK;
-    t = performance.now();
-  }
-  if (found !== ops) throw new Error(`${ops - found} of ${ops} requests matched no rule`);
-  return ops / ((t - t0) / 1000);
+    return missed;
+  };
 }
 
-function timed(engine: Engine, reqs: readonly CheckRequest[], durationMs: number): number {
+/** decide() over `reqs` in turn (every limit is raised: a denial is a wrong outcome). */
+function decideRunner(engine: Engine, reqs: readonly CheckRequest[]): Runner {
   let idx = 0;
-  let ops = 0;
-  let bad = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < durationMs) {
-    for (let j = 0; j < CHUNK; j++) {
-      if (!engine.decide(reqs[idx], Date.now()).allowed) bad++;
+  return (ops) => {
+    let denied = 0;
+    for (let j = 0; j < ops; j++) {
+      if (!engine.decide(reqs[idx], Date.now()).allowed) denied++;
       if (++idx === reqs.length) idx = 0;
     }
-    ops += CHUNK;
-    t = performance.now();
-  }
-  if (bad > 0) throw new Error(`${bad} of ${ops} checks were denied`);
-  return ops / ((t - t0) / 1000);
+    return denied;
+  };
 }
 
 export const rulesSection: Section = {
@@ -84,10 +73,10 @@ export const rulesSection: Section = {
     const nodes = new NodeTable('bench');
     const scopes = new Map();
     const scan = RuleMatcher.of(largeRules.rules.map((r, i) => compileRule(r, i, largeRules.slotsPerWindow, nodes, () => undefined, scopes)), undefined, Infinity);
-    const matchers: [string, Matcher, number[]][] = [
-      ['example', { match: (k, m) => small.matchRule(k, m) }, []],
-      ['10k', { match: (k, m) => large.matchRule(k, m) }, []],
-      ['10k.scan', scan, []],
+    const matchers: [string, Runner, number[]][] = [
+      ['example', matchRunner({ match: (k, m) => small.matchRule(k, m) }, reqs), []],
+      ['10k', matchRunner({ match: (k, m) => large.matchRule(k, m) }, reqs), []],
+      ['10k.scan', matchRunner(scan, reqs), []],
     ];
     const now = Date.now();
     for (const r of reqs) {
@@ -95,24 +84,26 @@ export const rulesSection: Section = {
       large.decide(r, now);
     }
     ctx.log('rules: warm-up');
-    timed(small, reqs, roundMs);
-    timed(large, reqs, roundMs);
+    const smallRun = decideRunner(small, reqs);
+    const largeRun = decideRunner(large, reqs);
+    await timed(smallRun, roundMs);
+    await timed(largeRun, roundMs);
     const s: number[] = [];
     const l: number[] = [];
     for (let r = 0; r < rounds; r++) {
       ctx.log(`rules: decide round ${r + 1}/${rounds}`);
       if (r % 2 === 0) {
-        s.push(timed(small, reqs, roundMs));
-        l.push(timed(large, reqs, roundMs));
+        s.push(await timed(smallRun, roundMs));
+        l.push(await timed(largeRun, roundMs));
       } else {
-        l.push(timed(large, reqs, roundMs));
-        s.push(timed(small, reqs, roundMs));
+        l.push(await timed(largeRun, roundMs));
+        s.push(await timed(smallRun, roundMs));
       }
     }
 
     for (let r = 0; r < rounds; r++) {
       ctx.log(`rules: match round ${r + 1}/${rounds}`);
-      for (const [, m, out] of matchers) out.push(timedMatch(m, reqs, r === 0 ? roundMs / 4 : roundMs / 2));
+      for (const [, run, out] of matchers) out.push(await timed(run, r === 0 ? roundMs / 4 : roundMs / 2));
     }
 
     // Swaps in children: with Node's default heap settings, and with the smaller young
